@@ -1,0 +1,235 @@
+//! Typed property and trait values, and the well-known properties of the design.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A property or trait value. Nulls are not values: a null property is simply absent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+}
+
+impl Value {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Num(n) => Some(*n),
+            _ => None,
+        }
+    }
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Str(s) => serde_json::Value::String(s.clone()),
+            Value::Num(n) => serde_json::Number::from_f64(*n)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+        }
+    }
+    /// Guesses the type of a text cell (CSV, XES strings): number, bool, or string.
+    pub fn infer(text: &str) -> Value {
+        let t = text.trim();
+        if let Ok(n) = t.parse::<f64>() {
+            // "nan"/"inf" parse as floats but are not numbers anyone wrote on purpose.
+            if n.is_finite() && t.bytes().any(|b| b.is_ascii_digit()) {
+                return Value::Num(n);
+            }
+        }
+        match t {
+            "true" | "TRUE" | "True" => Value::Bool(true),
+            "false" | "FALSE" | "False" => Value::Bool(false),
+            _ => Value::Str(text.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(s) => f.write_str(s),
+            Value::Num(n) => write!(f, "{n}"),
+            Value::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// How an event ended, as the design defines `outcome`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    Success,
+    Failure,
+    Abandoned,
+    Escalated,
+    Resolved,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Success,
+        Outcome::Failure,
+        Outcome::Abandoned,
+        Outcome::Escalated,
+        Outcome::Resolved,
+    ];
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Escalated => "escalated",
+            Outcome::Resolved => "resolved",
+        }
+    }
+}
+
+/// The type a well-known property must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WellKnownType {
+    Outcome,
+    /// A number in [-1, 1].
+    Sentiment,
+    /// A finite number ≥ 0.
+    Seconds,
+    /// Any finite number.
+    Amount,
+    /// A string; numbers are not accepted (an OS is never 7).
+    Text,
+    /// A string id; integers are accepted and kept as their decimal text.
+    Id,
+}
+
+/// The properties with fixed meaning and type (DESIGN.md §3).
+pub const WELL_KNOWN_PROPERTIES: [(&str, WellKnownType); 14] = [
+    ("outcome", WellKnownType::Outcome),
+    ("sentiment", WellKnownType::Sentiment),
+    ("wait_seconds", WellKnownType::Seconds),
+    ("duration_seconds", WellKnownType::Seconds),
+    ("device", WellKnownType::Text),
+    ("os", WellKnownType::Text),
+    ("browser", WellKnownType::Text),
+    ("department", WellKnownType::Text),
+    ("agent", WellKnownType::Text),
+    ("topic", WellKnownType::Text),
+    ("value", WellKnownType::Amount),
+    ("ticket_id", WellKnownType::Id),
+    ("order_id", WellKnownType::Id),
+    ("lifecycle", WellKnownType::Text),
+];
+
+pub fn well_known_type(name: &str) -> Option<WellKnownType> {
+    WELL_KNOWN_PROPERTIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+}
+
+pub const MAX_STRING_VALUE_LEN: usize = 8 * 1024;
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Checks (and normalizes) a property value against its well-known type, if it has one.
+/// The error is the reason alone; callers add the field path.
+pub fn check_property(name: &str, value: Value) -> Result<Value, String> {
+    if let Value::Str(s) = &value {
+        if s.len() > MAX_STRING_VALUE_LEN {
+            return Err(format!(
+                "string is {} bytes, more than the limit of {MAX_STRING_VALUE_LEN}",
+                s.len()
+            ));
+        }
+    }
+    let Some(ty) = well_known_type(name) else {
+        return Ok(value);
+    };
+    match (ty, value) {
+        (WellKnownType::Outcome, Value::Str(s)) => Outcome::parse(&s)
+            .map(|o| Value::Str(o.as_str().to_string()))
+            .ok_or_else(|| {
+                format!("'{s}' is not an outcome (success, failure, abandoned, escalated, resolved)")
+            }),
+        (WellKnownType::Sentiment, Value::Num(n)) if (-1.0..=1.0).contains(&n) => Ok(Value::Num(n)),
+        (WellKnownType::Sentiment, v) => Err(format!("{v} is not a sentiment (a number from -1 to 1)")),
+        (WellKnownType::Seconds, Value::Num(n)) if n.is_finite() && n >= 0.0 => Ok(Value::Num(n)),
+        (WellKnownType::Seconds, v) => Err(format!("{v} is not a duration (a number of seconds, 0 or more)")),
+        (WellKnownType::Amount, Value::Num(n)) if n.is_finite() => Ok(Value::Num(n)),
+        (WellKnownType::Amount, v) => Err(format!("{v} is not a number")),
+        (WellKnownType::Text, Value::Str(s)) => Ok(Value::Str(s)),
+        (WellKnownType::Id, Value::Str(s)) => Ok(Value::Str(s)),
+        (WellKnownType::Id, Value::Num(n)) if n.fract() == 0.0 && n.abs() < 9e15 => {
+            Ok(Value::Str(format!("{}", n as i64)))
+        }
+        (WellKnownType::Outcome | WellKnownType::Text | WellKnownType::Id, v) => {
+            Err(format!("{v} is not a string"))
+        }
+    }
+}
+
+/// Reads a text cell (CSV, XES) as the value a property of this name should have:
+/// well-known properties get their own type, others a guessed one.
+pub fn property_from_text(name: &str, text: &str) -> Result<Value, String> {
+    let value = match well_known_type(name) {
+        Some(WellKnownType::Text | WellKnownType::Id | WellKnownType::Outcome) => {
+            Value::Str(text.trim().to_string())
+        }
+        Some(_) => match text.trim().parse::<f64>() {
+            Ok(n) => Value::Num(n),
+            Err(_) => return Err(format!("'{}' is not a number", text.trim())),
+        },
+        None => Value::infer(text),
+    };
+    check_property(name, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_properties_are_typed() {
+        assert_eq!(
+            check_property("outcome", Value::Str("Failure".into())).unwrap(),
+            Value::Str("failure".into())
+        );
+        assert!(check_property("outcome", Value::Str("meh".into())).is_err());
+        assert!(check_property("sentiment", Value::Num(1.5)).is_err());
+        assert!(check_property("wait_seconds", Value::Num(-1.0)).is_err());
+        assert!(check_property("os", Value::Num(7.0)).is_err());
+        assert_eq!(
+            check_property("ticket_id", Value::Num(88.0)).unwrap(),
+            Value::Str("88".into())
+        );
+        assert_eq!(
+            check_property("anything", Value::Bool(true)).unwrap(),
+            Value::Bool(true)
+        );
+    }
+
+    #[test]
+    fn text_cells_take_the_property_type() {
+        assert_eq!(
+            property_from_text("agent", "17").unwrap(),
+            Value::Str("17".into())
+        );
+        assert_eq!(
+            property_from_text("sentiment", "-0.5").unwrap(),
+            Value::Num(-0.5)
+        );
+        assert!(property_from_text("sentiment", "bad").is_err());
+        assert_eq!(property_from_text("cost", "50").unwrap(), Value::Num(50.0));
+        assert_eq!(
+            property_from_text("note", "nan").unwrap(),
+            Value::Str("nan".into())
+        );
+    }
+}
