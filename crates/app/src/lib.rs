@@ -1,2 +1,408 @@
-//! The one boundary of Omnitrail: opening a data dir, ingesting, importing, stats.
+//! The one boundary of Omnitrail: everything the CLI (and later the server) does goes
+//! through [`App`]. In particular every event enters through [`App::ingest`], whether it
+//! comes from a file import, the demo generator, or a collector.
+
+pub mod config;
 pub mod import;
+pub mod stats;
+
+pub use config::Config;
+pub use stats::Stats;
+
+use omnitrail_model::{Clock, Event, ProjectId, SystemClock, Timestamp, ValidationError};
+use omnitrail_store::{DeadLetter, ImportRecord, Store, StoreError, StoreOptions};
+use omnitrail_synth::SynthConfig;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Import(#[from] import::ImportError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Config { path: String, reason: String },
+    #[error(
+        "the data dir already holds {0} events; demo data is only generated into an empty data dir"
+    )]
+    NotEmpty(u64),
+}
+
+pub struct AppOptions {
+    pub store: StoreOptions,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            store: StoreOptions::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// An event that could not be accepted, with where it came from and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejected {
+    pub source: String,
+    /// Line in a file, or position in a batch (1-based); 0 when unknown.
+    pub line: u64,
+    pub field: String,
+    pub reason: String,
+    /// The raw input as received (truncated by the reader if huge).
+    pub payload: String,
+}
+
+/// What arrives at the ingest path: a parsed event, or input that failed to parse.
+#[derive(Clone, Debug)]
+pub enum Incoming {
+    Event(Event),
+    Rejected(Rejected),
+}
+
+/// What one [`App::ingest`] call did with its batch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IngestReceipt {
+    pub stored: u64,
+    pub duplicates: u64,
+    /// Rejected events, each kept as a dead letter with its reason.
+    pub rejected: Vec<Rejected>,
+}
+
+pub struct App {
+    store: Store,
+    config: Config,
+    clock: Arc<dyn Clock>,
+}
+
+impl App {
+    pub fn open(dir: &Path, opts: AppOptions) -> Result<App, AppError> {
+        let store = Store::open(dir, opts.store)?;
+        if let Some((file, bytes, why)) = &store.open_report().cut_tail {
+            tracing::warn!(
+                "recovered the ingest log: cut {bytes} bytes of a torn write at the end of {} ({why})",
+                file.display()
+            );
+        }
+        let config = Config::load(dir)?;
+        Ok(App {
+            store,
+            config,
+            clock: opts.clock,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.store.dir()
+    }
+
+    /// The one ingest path. Valid events are stored durably before this returns;
+    /// invalid ones become dead letters with their reason. Nothing is dropped silently.
+    pub fn ingest(
+        &self,
+        project: ProjectId,
+        batch: Vec<Incoming>,
+    ) -> Result<IngestReceipt, AppError> {
+        let mut receipt = IngestReceipt::default();
+        let mut events = Vec::with_capacity(batch.len());
+        for (i, item) in batch.into_iter().enumerate() {
+            match item {
+                Incoming::Event(mut e) => match e.normalize() {
+                    Ok(()) => events.push(e),
+                    Err(ValidationError { field, reason }) => receipt.rejected.push(Rejected {
+                        source: "ingest".into(),
+                        line: i as u64 + 1,
+                        field,
+                        reason,
+                        payload: e.to_json().to_string(),
+                    }),
+                },
+                Incoming::Rejected(r) => receipt.rejected.push(r),
+            }
+        }
+        if !receipt.rejected.is_empty() {
+            let now = self.clock.now();
+            let letters: Vec<DeadLetter> = receipt
+                .rejected
+                .iter()
+                .map(|r| DeadLetter {
+                    id: 0,
+                    project,
+                    received_at: now,
+                    source: r.source.clone(),
+                    line: r.line,
+                    field: r.field.clone(),
+                    reason: r.reason.clone(),
+                    payload: r.payload.clone(),
+                })
+                .collect();
+            self.store.meta().add_dead_letters(&letters)?;
+        }
+        if !events.is_empty() {
+            let outcome = self.store.ingest(project, events)?;
+            receipt.stored = outcome.stored;
+            receipt.duplicates = outcome.duplicates;
+        }
+        Ok(receipt)
+    }
+
+    /// Imports one file through [`App::ingest`]: reads batches on a second thread while
+    /// this one stores them; writes every rejected row to a rejects file in the data dir.
+    pub fn import_file(
+        &self,
+        project: ProjectId,
+        path: &Path,
+        options: &import::ImportOptions,
+        progress: &(dyn Fn(&ImportProgress) + Sync),
+    ) -> Result<ImportSummary, AppError> {
+        let started_at = self.clock.now();
+        let mut reader = import::open(path, options)?;
+        let total_bytes = reader.total_bytes();
+        let mut summary = ImportSummary {
+            file: path.display().to_string(),
+            ..ImportSummary::default()
+        };
+        let mut rejects: Option<RejectsFile> = None;
+        const BATCH: usize = 64 * 1024;
+        std::thread::scope(|scope| -> Result<(), AppError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            let reading = scope.spawn(move || -> Result<(), import::ImportError> {
+                while let Some(batch) = reader.next_batch(BATCH)? {
+                    let read = reader.bytes_read();
+                    if tx.send((batch, read)).is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            });
+            for (batch, bytes_read) in rx {
+                let import::Batch {
+                    events,
+                    rejects: bad,
+                } = batch;
+                summary.read += (events.len() + bad.len()) as u64;
+                let mut incoming: Vec<Incoming> = bad
+                    .into_iter()
+                    .map(|r| {
+                        Incoming::Rejected(Rejected {
+                            source: r.file,
+                            line: r.line,
+                            field: r.field,
+                            reason: r.reason,
+                            payload: r.raw,
+                        })
+                    })
+                    .collect();
+                incoming.extend(events.into_iter().map(Incoming::Event));
+                let receipt = self.ingest(project, incoming)?;
+                summary.imported += receipt.stored;
+                summary.duplicates += receipt.duplicates;
+                summary.rejected += receipt.rejected.len() as u64;
+                if !receipt.rejected.is_empty() {
+                    let file = match &mut rejects {
+                        Some(f) => f,
+                        None => rejects.insert(RejectsFile::create(self.dir(), path, started_at)?),
+                    };
+                    file.write(&receipt.rejected)?;
+                    summary.first_rejects.extend(
+                        receipt
+                            .rejected
+                            .iter()
+                            .take(FIRST_REJECTS.saturating_sub(summary.first_rejects.len()))
+                            .cloned(),
+                    );
+                }
+                progress(&ImportProgress {
+                    bytes_read,
+                    total_bytes,
+                    events: summary.imported,
+                });
+            }
+            reading
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            Ok(())
+        })?;
+        if let Some(f) = rejects {
+            summary.rejects_file = Some(f.finish()?);
+        }
+        self.store.meta().record_import(&ImportRecord {
+            project,
+            started_at,
+            source: summary.file.clone(),
+            read: summary.read,
+            imported: summary.imported,
+            duplicates: summary.duplicates,
+            rejected: summary.rejected,
+            rejects_file: summary
+                .rejects_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        })?;
+        Ok(summary)
+    }
+
+    /// Generates the demo dataset into an empty data dir and writes its stage mapping.
+    pub fn generate_demo(
+        &mut self,
+        cfg: &SynthConfig,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<DemoSummary, AppError> {
+        let existing = self.stats(ProjectId::DEFAULT)?.events;
+        if existing > 0 {
+            return Err(AppError::NotEmpty(existing));
+        }
+        let config_path = self.dir().join(config::CONFIG_FILE);
+        std::fs::write(&config_path, omnitrail_synth::DEMO_STAGES_TOML).map_err(|e| {
+            AppError::Io {
+                path: config_path.display().to_string(),
+                source: e,
+            }
+        })?;
+        self.config = Config::load(self.dir())?;
+        const CHUNK: u64 = 20_000;
+        let mut summary = DemoSummary::default();
+        std::thread::scope(|scope| -> Result<(), AppError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Event>>(1);
+            let customers = cfg.customers;
+            scope.spawn(move || {
+                let mut start = 0;
+                while start < customers {
+                    let end = (start + CHUNK).min(customers);
+                    let events: Vec<Event> = omnitrail_synth::generate_range(cfg, start..end)
+                        .into_iter()
+                        .flat_map(|c| c.events)
+                        .collect();
+                    if tx.send(events).is_err() {
+                        return;
+                    }
+                    start = end;
+                }
+            });
+            let mut done = 0;
+            for events in rx {
+                let receipt = self.ingest(
+                    ProjectId::DEFAULT,
+                    events.into_iter().map(Incoming::Event).collect(),
+                )?;
+                summary.events += receipt.stored;
+                summary.rejected += receipt.rejected.len() as u64;
+                done = (done + CHUNK).min(customers);
+                progress(done, customers);
+            }
+            Ok(())
+        })?;
+        self.store.compact()?;
+        summary.customers = cfg.customers;
+        Ok(summary)
+    }
+
+    pub fn compact(&self) -> Result<omnitrail_store::CompactionReport, AppError> {
+        Ok(self.store.compact()?)
+    }
+
+    pub fn stats(&self, project: ProjectId) -> Result<Stats, AppError> {
+        stats::compute(&self.store, &self.config, project)
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+/// How many rejects an import summary carries for display; all are in the rejects file.
+const FIRST_REJECTS: usize = 20;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImportProgress {
+    pub bytes_read: u64,
+    pub total_bytes: u64,
+    pub events: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImportSummary {
+    pub file: String,
+    /// Rows or events read, valid or not.
+    pub read: u64,
+    pub imported: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Where every rejected row is written, one JSON object a line.
+    pub rejects_file: Option<PathBuf>,
+    /// The first few rejects, for the summary on screen.
+    pub first_rejects: Vec<Rejected>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DemoSummary {
+    pub customers: u64,
+    pub events: u64,
+    pub rejected: u64,
+}
+
+struct RejectsFile {
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl RejectsFile {
+    fn create(dir: &Path, source: &Path, at: Timestamp) -> Result<RejectsFile, AppError> {
+        let rejects_dir = dir.join("rejects");
+        let io = |p: &Path, e| AppError::Io {
+            path: p.display().to_string(),
+            source: e,
+        };
+        std::fs::create_dir_all(&rejects_dir).map_err(|e| io(&rejects_dir, e))?;
+        let name = source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "input".into());
+        let (y, mo, d, h, mi, s, _) = at.civil();
+        let path = rejects_dir.join(format!(
+            "{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}-{name}.rejects.ndjson"
+        ));
+        let file = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
+        Ok(RejectsFile {
+            path,
+            out: std::io::BufWriter::new(file),
+        })
+    }
+
+    fn write(&mut self, rejects: &[Rejected]) -> Result<(), AppError> {
+        for r in rejects {
+            let line = serde_json::json!({
+                "file": r.source, "line": r.line, "field": r.field, "reason": r.reason, "raw": r.payload,
+            });
+            writeln!(self.out, "{line}").map_err(|e| AppError::Io {
+                path: self.path.display().to_string(),
+                source: e,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<PathBuf, AppError> {
+        self.out.flush().map_err(|e| AppError::Io {
+            path: self.path.display().to_string(),
+            source: e,
+        })?;
+        Ok(self.path)
+    }
+}

@@ -1,1 +1,319 @@
-fn main() {}
+//! The `omnitrail` binary: argument parsing and output formatting over `omnitrail-app`.
+
+mod output;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use omnitrail_app::import::{ColumnMapping, Format, ImportOptions, TextEncoding};
+use omnitrail_app::{App, AppOptions};
+use omnitrail_model::{Channel, IdentifierKind, ProjectId};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "omnitrail", version, about = "Customer journey mapping and analytics")]
+struct Cli {
+    /// The data dir.
+    #[arg(long, global = true, default_value = "./omnitrail-data", env = "OMNITRAIL_DATA")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate the demo dataset into an empty data dir, then show what it holds.
+    Demo {
+        /// Customers to generate.
+        #[arg(long, default_value_t = 20_000)]
+        customers: u64,
+        /// Seed: the same seed always gives the same data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Only generate; do not go on to serve (the server arrives with its own command).
+        #[arg(long)]
+        no_serve: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Import event files: CSV/TSV, NDJSON, Parquet, XES (.xes, .xes.gz).
+    Import(ImportArgs),
+    /// Counts by channel, activity and stage; customers, time range, storage size.
+    Stats {
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Move events waiting in the ingest log into Parquet segments now.
+    Compact,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Files to import.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Input format; by default from the file name.
+    #[arg(long, value_enum)]
+    input_format: Option<InputFormat>,
+    /// Field delimiter of CSV files (one character; `\t` for tab); sniffed by default.
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// Text encoding of CSV files; detected by default.
+    #[arg(long, value_enum)]
+    encoding: Option<EncodingArg>,
+    /// Column (or XES trace attribute) holding the customer id.
+    #[arg(long)]
+    customer: Option<String>,
+    /// Identifier kind of the customer column (user_id, crm_id, email, phone, ...).
+    #[arg(long, default_value = "user_id")]
+    customer_kind: String,
+    /// Column holding the activity.
+    #[arg(long, conflicts_with = "activity_value")]
+    activity: Option<String>,
+    /// One activity for every row (for files that record a single kind of event).
+    #[arg(long)]
+    activity_value: Option<String>,
+    /// Column holding the timestamp.
+    #[arg(long)]
+    timestamp: Option<String>,
+    /// Column holding the channel.
+    #[arg(long, conflicts_with = "channel_value")]
+    channel: Option<String>,
+    /// One channel for every row, e.g. `web`.
+    #[arg(long)]
+    channel_value: Option<String>,
+    /// Column holding a client event id, used to de-duplicate re-imports.
+    #[arg(long)]
+    event_id: Option<String>,
+    /// More identifier columns, as KIND=COLUMN (e.g. email=mail_address); repeatable.
+    #[arg(long = "identifier", value_name = "KIND=COLUMN")]
+    identifiers: Vec<String>,
+    /// A column stored as a property, as NAME=COLUMN (e.g. os=platform); repeatable.
+    #[arg(long = "property", value_name = "NAME=COLUMN")]
+    properties: Vec<String>,
+    /// A column stored as a customer trait; repeatable.
+    #[arg(long = "trait", value_name = "COLUMN")]
+    traits: Vec<String>,
+    /// A column to leave out; repeatable.
+    #[arg(long = "ignore", value_name = "COLUMN")]
+    ignore: Vec<String>,
+    /// Exit with an error when any row is rejected (valid rows are still imported).
+    #[arg(long)]
+    strict: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    format: OutputFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InputFormat {
+    Csv,
+    Ndjson,
+    Parquet,
+    Xes,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EncodingArg {
+    Utf8,
+    Latin1,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OMNITRAIL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn open(data: &PathBuf) -> Result<App> {
+    App::open(data, AppOptions::default())
+        .with_context(|| format!("cannot open data dir {}", data.display()))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo {
+            customers,
+            seed,
+            no_serve,
+            format,
+        } => demo(&cli.data, customers, seed, no_serve, format),
+        Command::Import(args) => import(&cli.data, args),
+        Command::Stats { format } => {
+            let app = open(&cli.data)?;
+            output::stats(&app.stats(ProjectId::DEFAULT)?, format == OutputFormat::Json);
+            Ok(())
+        }
+        Command::Compact => {
+            let app = open(&cli.data)?;
+            let r = app.compact()?;
+            println!(
+                "compacted {} events into {} segments ({} merged)",
+                r.events, r.segments_written, r.segments_merged
+            );
+            Ok(())
+        }
+    }
+}
+
+fn progress_bar(json: bool, len: u64, template: &str) -> ProgressBar {
+    let target = if json || !std::io::stderr().is_terminal() {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let bar = ProgressBar::with_draw_target(Some(len), target);
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("progress templates are constants")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn demo(data: &PathBuf, customers: u64, seed: u64, no_serve: bool, format: OutputFormat) -> Result<()> {
+    let json = format == OutputFormat::Json;
+    let mut app = open(data)?;
+    let existing = app.stats(ProjectId::DEFAULT)?.events;
+    if existing == 0 {
+        let cfg = omnitrail_synth::SynthConfig {
+            customers,
+            seed,
+            ..omnitrail_synth::SynthConfig::default()
+        };
+        let bar = progress_bar(
+            json,
+            customers,
+            "generating {bar:40} {pos}/{len} customers {per_sec} eta {eta}",
+        );
+        let started = Instant::now();
+        let summary = app.generate_demo(&cfg, &|done, _| bar.set_position(done))?;
+        bar.finish_and_clear();
+        if !json {
+            eprintln!(
+                "generated {} events for {} customers in {:.1} s (seed {seed})",
+                summary.events,
+                summary.customers,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    } else if !json {
+        eprintln!(
+            "{} already holds {existing} events; showing them (use an empty --data dir for fresh demo data)",
+            data.display()
+        );
+    }
+    if no_serve && !json {
+        return Ok(());
+    }
+    output::stats(&app.stats(ProjectId::DEFAULT)?, json);
+    Ok(())
+}
+
+fn split_pair(text: &str, flag: &str) -> Result<(String, String)> {
+    match text.split_once('=') {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.to_string(), b.to_string())),
+        _ => bail!("--{flag} expects NAME=COLUMN, got '{text}'"),
+    }
+}
+
+fn import_options(args: &ImportArgs) -> Result<ImportOptions> {
+    let delimiter = match args.delimiter.as_deref() {
+        None => None,
+        Some("\\t") | Some("tab") => Some(b'\t'),
+        Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
+        Some(d) => bail!("--delimiter must be one character (or \\t), got '{d}'"),
+    };
+    let customer_kind = IdentifierKind::parse(&args.customer_kind)
+        .with_context(|| "--customer-kind".to_string())?;
+    let mut identifiers = Vec::new();
+    for pair in &args.identifiers {
+        let (kind, col) = split_pair(pair, "identifier")?;
+        let kind = IdentifierKind::parse(&kind).with_context(|| format!("--identifier {pair}"))?;
+        identifiers.push((kind, col));
+    }
+    let properties = args
+        .properties
+        .iter()
+        .map(|p| split_pair(p, "property"))
+        .collect::<Result<Vec<_>>>()?;
+    let channel_value = args
+        .channel_value
+        .as_deref()
+        .map(Channel::parse)
+        .transpose()
+        .context("--channel-value")?;
+    Ok(ImportOptions {
+        format: args.input_format.map(|f| match f {
+            InputFormat::Csv => Format::Csv,
+            InputFormat::Ndjson => Format::Ndjson,
+            InputFormat::Parquet => Format::Parquet,
+            InputFormat::Xes => Format::Xes,
+        }),
+        delimiter,
+        encoding: args.encoding.map(|e| match e {
+            EncodingArg::Utf8 => TextEncoding::Utf8,
+            EncodingArg::Latin1 => TextEncoding::Latin1,
+        }),
+        mapping: ColumnMapping {
+            customer: args.customer.clone(),
+            customer_kind: Some(customer_kind),
+            activity: args.activity.clone(),
+            activity_value: args.activity_value.clone(),
+            timestamp: args.timestamp.clone(),
+            channel: args.channel.clone(),
+            channel_value,
+            event_id: args.event_id.clone(),
+            identifiers,
+            properties,
+            traits: args.traits.clone(),
+            ignore: args.ignore.clone(),
+        },
+    })
+}
+
+fn import(data: &PathBuf, args: ImportArgs) -> Result<()> {
+    let json = args.format == OutputFormat::Json;
+    let options = import_options(&args)?;
+    let app = open(data)?;
+    let mut summaries = Vec::new();
+    for file in &args.files {
+        let total = std::fs::metadata(file)
+            .with_context(|| format!("cannot read {}", file.display()))?
+            .len();
+        let bar = progress_bar(
+            json,
+            total,
+            "{msg} {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        );
+        bar.set_message(file.display().to_string());
+        let started = Instant::now();
+        let summary = app.import_file(ProjectId::DEFAULT, file, &options, &|p| {
+            bar.set_length(p.total_bytes.max(1));
+            bar.set_position(p.bytes_read);
+        })?;
+        bar.finish_and_clear();
+        summaries.push((summary, started.elapsed()));
+    }
+    output::import_summaries(&summaries, json);
+    let rejected: u64 = summaries.iter().map(|(s, _)| s.rejected).sum();
+    if args.strict && rejected > 0 {
+        bail!("{rejected} rows were rejected and --strict is set");
+    }
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! The canonical touchpoint event and its JSON form (DESIGN.md §3).
 
-use crate::value::{check_property, MAX_NAME_LEN};
+use crate::value::{check_property, well_known_type, MAX_NAME_LEN};
 use crate::{Channel, Identifier, IdentifierKind, Timestamp, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -91,6 +91,13 @@ impl Event {
     /// Checks the invariants that events built in code (importers, the demo generator)
     /// must hold too: an identifier, a sane activity, typed well-known properties.
     pub fn validate(mut self) -> Result<Event, ValidationError> {
+        self.normalize()?;
+        Ok(self)
+    }
+
+    /// [`Event::validate`] in place. On error the event is left as received (apart from
+    /// identifier order), so it can be kept as a dead letter.
+    pub fn normalize(&mut self) -> Result<(), ValidationError> {
         if self.identifiers.is_empty() {
             return Err(ValidationError::new(
                 "identifiers",
@@ -99,21 +106,28 @@ impl Event {
         }
         self.identifiers.sort();
         self.identifiers.dedup();
-        self.activity = check_activity(&self.activity)?;
+        let activity = check_activity(&self.activity)?;
         if let Some(id) = &self.event_id {
             check_event_id(id)?;
         }
-        let props = std::mem::take(&mut self.properties);
-        for (name, value) in props {
-            check_name("properties", &name)?;
-            let value = check_property(&name, value)
+        for (name, value) in &self.properties {
+            check_name("properties", name)?;
+            check_property(name, value.clone())
                 .map_err(|r| ValidationError::new(format!("properties.{name}"), r))?;
-            self.properties.insert(name, value);
         }
         for name in self.traits.keys() {
             check_name("traits", name)?;
         }
-        Ok(self)
+        // Only now that everything passed are values rewritten into their normal forms.
+        for (name, value) in self.properties.iter_mut() {
+            if well_known_type(name).is_some() {
+                *value = check_property(name, value.clone()).expect("checked above");
+            }
+        }
+        if activity != self.activity {
+            self.activity = activity;
+        }
+        Ok(())
     }
 
     /// Reads the canonical JSON form. Unknown top-level fields are refused so that a

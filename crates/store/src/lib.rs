@@ -1,1 +1,705 @@
-//! placeholder until written
+//! Omnitrail's storage engine.
+//!
+//! Events enter through [`Store::ingest`]: they are de-duplicated by event id, given a
+//! customer key and an ingest sequence number, appended to the ingest log and fsynced
+//! (group commit) before `ingest` returns. [`Store::compact`] moves logged events into
+//! Parquet segments partitioned by customer hash and sorted by (customer, time, seq),
+//! and swaps the manifest atomically. [`Store::journeys`] hands the engine columnar
+//! journeys of one partition, segments and log tail merged, cached until data changes.
+//!
+//! The on-disk layout is described in docs/storage.md.
+
+pub mod durability;
+pub mod index;
+pub mod journeys;
+pub mod log;
+pub mod manifest;
+pub mod meta;
+pub mod segment;
+
+pub use durability::{Durability, OsDurability};
+pub use journeys::{Dictionary, Journeys, PropertyColumn, ScanSpec};
+pub use log::LogRecord;
+pub use manifest::{Manifest, SegmentMeta, DEFAULT_PARTITIONS, FORMAT_VERSION};
+pub use meta::{DeadLetter, ImportRecord, Meta};
+
+use index::{CustomerKeys, DedupSet};
+use log::{lock, GroupCommit, LogFile};
+use omnitrail_model::{CustomerId, Event, IdentifierKind, ProjectId, SystemClock, Clock};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("fsync of {} failed: {source}; the store refuses further writes until it is reopened", path.display())]
+    Fsync {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the store stopped accepting writes after an earlier write failure ({0}); restart to recover from the log")]
+    Poisoned(String),
+    #[error("{}: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{}: parquet: {message}", path.display())]
+    Parquet { path: PathBuf, message: String },
+    #[error("metadata database: {0}")]
+    Meta(String),
+    #[error("encoding failed: {0}")]
+    Encode(String),
+    #[error("data dir {} is in use by another omnitrail process", .0.display())]
+    Locked(PathBuf),
+    #[error("project {0} does not exist")]
+    UnknownProject(u32),
+    #[error("event has no identifier")]
+    NoIdentifier,
+}
+
+impl StoreError {
+    pub fn io(path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+pub struct StoreOptions {
+    /// Partitions of a new data dir (an existing one keeps its own).
+    pub partitions: u32,
+    pub durability: Arc<dyn Durability>,
+    /// Compact automatically once this many events wait in the log.
+    pub auto_compact_events: usize,
+    /// A partition with more segments than this is merged into one.
+    pub max_segments_per_partition: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            partitions: DEFAULT_PARTITIONS,
+            durability: Arc::new(OsDurability),
+            auto_compact_events: 1_000_000,
+            max_segments_per_partition: 8,
+        }
+    }
+}
+
+/// What opening found and repaired.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OpenReport {
+    /// Events replayed from the log (not yet in segments).
+    pub replayed: u64,
+    /// A torn or corrupt log tail that was cut: (file, bytes cut, why).
+    pub cut_tail: Option<(PathBuf, u64, String)>,
+    /// Files of interrupted compactions that were removed.
+    pub removed_orphans: Vec<PathBuf>,
+}
+
+/// What one ingest call stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub stored: u64,
+    /// Events whose event id was already stored (or repeated within the batch).
+    pub duplicates: u64,
+    /// The customer key of each input event, `None` for duplicates; same order as input.
+    pub customers: Vec<Option<CustomerId>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    pub events: u64,
+    pub segments_written: u64,
+    pub segments_merged: u64,
+}
+
+struct Indexes {
+    dedup: DedupSet,
+    keys: CustomerKeys,
+}
+
+struct IngestState {
+    /// Loaded on the first ingest: reads and stats never pay for them.
+    indexes: Option<Indexes>,
+    next_seq: u64,
+    next_customer: u64,
+}
+
+#[derive(Default)]
+struct Tail {
+    /// Records of log files that are closed but not yet compacted.
+    sealed: Vec<(PathBuf, Arc<Vec<LogRecord>>)>,
+    /// Records of the log file being appended to.
+    active: Vec<LogRecord>,
+}
+
+impl Tail {
+    fn len(&self) -> usize {
+        self.active.len() + self.sealed.iter().map(|(_, r)| r.len()).sum::<usize>()
+    }
+    fn records(&self) -> impl Iterator<Item = &LogRecord> {
+        self.sealed
+            .iter()
+            .flat_map(|(_, r)| r.iter())
+            .chain(self.active.iter())
+    }
+}
+
+type CacheKey = (ProjectId, u32, ScanSpec);
+
+pub struct Store {
+    dir: PathBuf,
+    opts: StoreOptions,
+    meta: Mutex<Meta>,
+    ingest: Mutex<IngestState>,
+    commit: GroupCommit,
+    tail: RwLock<Tail>,
+    manifest: RwLock<Arc<Manifest>>,
+    compaction: Mutex<()>,
+    cache: Mutex<HashMap<CacheKey, ((u64, u64), Arc<Journeys>)>>,
+    report: OpenReport,
+    _lock: File,
+}
+
+const LOG_DIR: &str = "log";
+const SEGMENT_DIR: &str = "segments";
+const INDEX_DIR: &str = "index";
+
+/// Customer keys are looked up in this order: the first known identifier decides.
+fn kind_priority(kind: &IdentifierKind) -> u8 {
+    match kind {
+        IdentifierKind::UserId => 0,
+        IdentifierKind::CrmId => 1,
+        IdentifierKind::Email => 2,
+        IdentifierKind::Phone => 3,
+        IdentifierKind::Social(_) => 4,
+        IdentifierKind::Custom(_) => 5,
+        IdentifierKind::DeviceId => 6,
+        IdentifierKind::AnonymousId => 7,
+    }
+}
+
+pub fn partition_of(project: ProjectId, customer: CustomerId, partitions: u32) -> u32 {
+    let mut b = [0u8; 12];
+    b[..4].copy_from_slice(&project.0.to_le_bytes());
+    b[4..].copy_from_slice(&customer.0.to_le_bytes());
+    (xxhash_rust::xxh3::xxh3_64(&b) % u64::from(partitions)) as u32
+}
+
+impl Store {
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        for sub in ["", LOG_DIR, SEGMENT_DIR, INDEX_DIR] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
+        }
+        let lock_path = dir.join("LOCK");
+        let lock_file = File::create(&lock_path).map_err(|e| StoreError::io(&lock_path, e))?;
+        if lock_file.try_lock().is_err() {
+            return Err(StoreError::Locked(dir.to_path_buf()));
+        }
+        let d = opts.durability.clone();
+        let manifest = match Manifest::load(dir)? {
+            Some(m) => m,
+            None => {
+                let m = Manifest::new(opts.partitions);
+                m.save(dir, d.as_ref())?;
+                m
+            }
+        };
+        let meta = Meta::open(&dir.join(meta::META_FILE))?;
+        meta.ensure_project(ProjectId::DEFAULT, "default", SystemClock.now())?;
+        let mut report = OpenReport {
+            removed_orphans: remove_orphans(dir, &manifest)?,
+            ..OpenReport::default()
+        };
+
+        let log_dir = dir.join(LOG_DIR);
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(&log_dir)
+            .map_err(|e| StoreError::io(&log_dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        let mut tail = Tail::default();
+        let mut next_seq = manifest.compacted_seq_end;
+        let mut next_customer = manifest.next_customer;
+        let mut active: Option<(PathBuf, u64)> = None;
+        for (i, path) in logs.iter().enumerate() {
+            let is_last = i + 1 == logs.len();
+            let read = log::read_log_file(path)?;
+            if let Some(problem) = &read.problem {
+                if !is_last {
+                    return Err(StoreError::Corrupt {
+                        path: path.clone(),
+                        reason: format!("{problem} in a closed log file"),
+                    });
+                }
+                tracing::warn!(
+                    "cut {} bytes from the end of {}: {problem}",
+                    read.file_len - read.valid_len,
+                    path.display()
+                );
+                report.cut_tail = Some((path.clone(), read.file_len - read.valid_len, problem.clone()));
+            }
+            let records: Vec<LogRecord> = read
+                .records
+                .into_iter()
+                .filter(|r| r.seq >= manifest.compacted_seq_end)
+                .collect();
+            for r in &records {
+                next_seq = next_seq.max(r.seq + 1);
+                next_customer = next_customer.max(r.customer.0 + 1);
+            }
+            report.replayed += records.len() as u64;
+            if is_last {
+                tail.active = records;
+                active = Some((path.clone(), read.valid_len));
+            } else if records.is_empty() {
+                std::fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
+            } else {
+                tail.sealed.push((path.clone(), Arc::new(records)));
+            }
+        }
+        let log_file = match active {
+            Some((path, valid_len)) => LogFile::reopen(&path, valid_len, d.as_ref())?,
+            None => LogFile::create(&log_dir, next_seq, d.as_ref())?,
+        };
+        let commit = GroupCommit::new(log_file, d, next_seq);
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            opts,
+            meta: Mutex::new(meta),
+            ingest: Mutex::new(IngestState {
+                indexes: None,
+                next_seq,
+                next_customer,
+            }),
+            commit,
+            tail: RwLock::new(tail),
+            manifest: RwLock::new(Arc::new(manifest)),
+            compaction: Mutex::new(()),
+            cache: Mutex::new(HashMap::new()),
+            report,
+            _lock: lock_file,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    pub fn manifest(&self) -> Arc<Manifest> {
+        self.manifest.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.manifest().partitions
+    }
+
+    /// The metadata database; keep the guard short.
+    pub fn meta(&self) -> std::sync::MutexGuard<'_, Meta> {
+        lock(&self.meta)
+    }
+
+    fn load_indexes(&self, tail: &Tail) -> Result<Indexes, StoreError> {
+        let mut idx = Indexes {
+            dedup: DedupSet::default(),
+            keys: CustomerKeys::default(),
+        };
+        for run in &self.manifest().index_runs {
+            index::read_run(&self.dir.join(run), &mut idx.dedup, &mut idx.keys)?;
+        }
+        for r in tail.records() {
+            if let Some(id) = &r.event.event_id {
+                idx.dedup.insert(index::dedup_key(r.project, id));
+            }
+            for i in &r.event.identifiers {
+                idx.keys.entry(index::identifier_key(r.project, i)).or_insert(r.customer);
+            }
+        }
+        Ok(idx)
+    }
+
+    /// Stores validated events durably. Returns only after they are fsynced; an error
+    /// means none of them may be assumed stored (a retry is safe with event ids).
+    pub fn ingest(&self, project: ProjectId, events: Vec<Event>) -> Result<IngestOutcome, StoreError> {
+        self.commit.check_poisoned()?;
+        if events.iter().any(|e| e.identifiers.is_empty()) {
+            return Err(StoreError::NoIdentifier);
+        }
+        let mut outcome = IngestOutcome {
+            customers: Vec::with_capacity(events.len()),
+            ..IngestOutcome::default()
+        };
+        let ticket = {
+            let mut st = lock(&self.ingest);
+            if st.indexes.is_none() {
+                let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
+                st.indexes = Some(self.load_indexes(&tail)?);
+            }
+            let st = &mut *st;
+            let idx = st.indexes.as_mut().expect("loaded above");
+            let mut frames = Vec::with_capacity(events.len() * 200);
+            let mut records = Vec::with_capacity(events.len());
+            for event in events {
+                if let Some(id) = &event.event_id {
+                    if !idx.dedup.insert(index::dedup_key(project, id)) {
+                        outcome.duplicates += 1;
+                        outcome.customers.push(None);
+                        continue;
+                    }
+                }
+                let keys: Vec<u128> = event
+                    .identifiers
+                    .iter()
+                    .map(|i| index::identifier_key(project, i))
+                    .collect();
+                let mut order: Vec<usize> = (0..keys.len()).collect();
+                order.sort_by_key(|&i| kind_priority(&event.identifiers[i].kind));
+                let customer = order
+                    .iter()
+                    .find_map(|&i| idx.keys.get(&keys[i]).copied())
+                    .unwrap_or_else(|| {
+                        st.next_customer += 1;
+                        CustomerId(st.next_customer - 1)
+                    });
+                for k in keys {
+                    idx.keys.entry(k).or_insert(customer);
+                }
+                let record = LogRecord {
+                    seq: st.next_seq,
+                    project,
+                    customer,
+                    event,
+                };
+                st.next_seq += 1;
+                if let Err(e) = log::encode_frame(&record, &mut frames) {
+                    // Indexes already count this batch; only a restart makes them true again.
+                    return Err(StoreError::Poisoned(e.to_string()));
+                }
+                outcome.customers.push(Some(customer));
+                records.push(record);
+            }
+            if records.is_empty() {
+                return Ok(outcome);
+            }
+            outcome.stored = records.len() as u64;
+            let max_seq = records.last().map(|r| r.seq).unwrap_or(0);
+            // Queued records go to the tail at once but scans only show them once durable.
+            self.tail
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .active
+                .extend(records);
+            self.commit.enqueue(&frames, max_seq)?
+        };
+        self.commit.wait_durable(ticket)?;
+        let waiting = self.tail.read().unwrap_or_else(|p| p.into_inner()).len();
+        if waiting >= self.opts.auto_compact_events {
+            self.compact()?;
+        }
+        Ok(outcome)
+    }
+
+    /// Events waiting in the log, not yet compacted.
+    pub fn uncompacted_events(&self) -> usize {
+        self.tail.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Moves every logged event into Parquet segments, then merges partitions that have
+    /// too many segments. Safe to call at any time; concurrent ingest continues.
+    pub fn compact(&self) -> Result<CompactionReport, StoreError> {
+        let _only_one = lock(&self.compaction);
+        let mut report = CompactionReport::default();
+        let d = self.opts.durability.clone();
+        // Seal: no new records enter while the active log is swapped for a new file.
+        let (seq_end, next_customer, sealed, key_entries, dedup_entries) = {
+            let st = lock(&self.ingest);
+            let mut tail = self.tail.write().unwrap_or_else(|p| p.into_inner());
+            if !tail.active.is_empty() {
+                let old = self.commit.rotate(&self.dir.join(LOG_DIR), st.next_seq)?;
+                let records = std::mem::take(&mut tail.active);
+                tail.sealed.push((old, Arc::new(records)));
+            }
+            if tail.sealed.is_empty() {
+                return Ok(report);
+            }
+            let sealed = tail.sealed.clone();
+            let mut dedup = Vec::new();
+            let mut keys = BTreeMap::new();
+            for (_, records) in &sealed {
+                for r in records.iter() {
+                    if let Some(id) = &r.event.event_id {
+                        dedup.push(index::dedup_key(r.project, id));
+                    }
+                    // First seen wins, as in ingest; runs are read in order with the same rule.
+                    for i in &r.event.identifiers {
+                        keys.entry(index::identifier_key(r.project, i))
+                            .or_insert(r.customer);
+                    }
+                }
+            }
+            (st.next_seq, st.next_customer, sealed, keys, dedup)
+        };
+
+        let manifest = self.manifest();
+        let mut groups: BTreeMap<(ProjectId, u32), Vec<&LogRecord>> = BTreeMap::new();
+        for (_, records) in &sealed {
+            for r in records.iter() {
+                let p = partition_of(r.project, r.customer, manifest.partitions);
+                groups.entry((r.project, p)).or_default().push(r);
+            }
+        }
+        let mut next_file_id = manifest.next_file_id;
+        let jobs: Vec<((ProjectId, u32), Vec<&LogRecord>, u64)> = groups
+            .into_iter()
+            .map(|(k, v)| {
+                next_file_id += 1;
+                (k, v, next_file_id - 1)
+            })
+            .collect();
+        use rayon::prelude::*;
+        let written: Vec<SegmentMeta> = jobs
+            .into_par_iter()
+            .map(|((project, partition), mut records, file_id)| {
+                records.sort_by_key(|r| (r.customer, r.event.timestamp, r.seq));
+                self.write_new_segment(project, partition, file_id, &records, d.as_ref())
+            })
+            .collect::<Result<_, _>>()?;
+        report.events = written.iter().map(|s| s.rows).sum();
+        report.segments_written = written.len() as u64;
+        let run = format!("{INDEX_DIR}/{next_file_id:012}.idx");
+        next_file_id += 1;
+        let key_entries: Vec<(u128, CustomerId)> = key_entries.into_iter().collect();
+        index::write_run(&self.dir.join(&run), &dedup_entries, &key_entries, d.as_ref())?;
+        sync_dir(d.as_ref(), &self.dir.join(SEGMENT_DIR))?;
+
+        let mut next = (*manifest).clone();
+        next.version += 1;
+        next.segments.extend(written);
+        next.index_runs.push(run);
+        next.compacted_seq_end = seq_end;
+        next.next_customer = next_customer;
+        next.next_file_id = next_file_id;
+        next.save(&self.dir, d.as_ref())?;
+        {
+            let mut tail = self.tail.write().unwrap_or_else(|p| p.into_inner());
+            *self.manifest.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+            let done: Vec<PathBuf> = sealed.iter().map(|(p, _)| p.clone()).collect();
+            tail.sealed.retain(|(p, _)| !done.contains(p));
+            for p in &done {
+                std::fs::remove_file(p).map_err(|e| StoreError::io(p, e))?;
+            }
+        }
+        sync_dir(d.as_ref(), &self.dir.join(LOG_DIR))?;
+        report.segments_merged = self.merge_crowded_partitions()?;
+        Ok(report)
+    }
+
+    fn write_new_segment(
+        &self,
+        project: ProjectId,
+        partition: u32,
+        file_id: u64,
+        records: &[&LogRecord],
+        d: &dyn Durability,
+    ) -> Result<SegmentMeta, StoreError> {
+        let rel = format!("{SEGMENT_DIR}/{}/p{partition:03}/{file_id:012}.parquet", project.0);
+        let path = self.dir.join(&rel);
+        let parent = path.parent().expect("segment paths have a parent");
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        let bytes = segment::write_segment(&path, records, d)?;
+        sync_dir(d, parent)?;
+        Ok(SegmentMeta {
+            file: rel,
+            project,
+            partition,
+            rows: records.len() as u64,
+            min_ts: records.iter().map(|r| r.event.timestamp.as_micros()).min().unwrap_or(0),
+            max_ts: records.iter().map(|r| r.event.timestamp.as_micros()).max().unwrap_or(0),
+            bytes,
+        })
+    }
+
+    /// Rewrites the segments of partitions that have too many into one each.
+    fn merge_crowded_partitions(&self) -> Result<u64, StoreError> {
+        let d = self.opts.durability.clone();
+        let manifest = self.manifest();
+        let mut by_partition: BTreeMap<(ProjectId, u32), Vec<&SegmentMeta>> = BTreeMap::new();
+        for s in &manifest.segments {
+            by_partition.entry((s.project, s.partition)).or_default().push(s);
+        }
+        // Size-tiered: merge the smallest segments down to half the limit, so a large
+        // merged segment is not rewritten on every merge.
+        let keep = (self.opts.max_segments_per_partition / 2).max(1);
+        let crowded: Vec<_> = by_partition
+            .into_iter()
+            .filter(|(_, v)| v.len() > self.opts.max_segments_per_partition)
+            .map(|(k, mut v)| {
+                v.sort_by_key(|s| (s.rows, s.file.clone()));
+                let n = v.len() - keep + 1;
+                v.truncate(n);
+                (k, v)
+            })
+            .collect();
+        if crowded.is_empty() {
+            return Ok(0);
+        }
+        let mut next = (*manifest).clone();
+        let mut merged = 0;
+        for ((project, partition), old) in crowded {
+            let mut records = Vec::new();
+            for s in &old {
+                records.extend(segment::read_records(&self.dir.join(&s.file), project)?);
+            }
+            records.sort_by_key(|r| (r.customer, r.event.timestamp, r.seq));
+            let refs: Vec<&LogRecord> = records.iter().collect();
+            let meta = self.write_new_segment(project, partition, next.next_file_id, &refs, d.as_ref())?;
+            next.next_file_id += 1;
+            let old_files: Vec<String> = old.iter().map(|s| s.file.clone()).collect();
+            next.segments.retain(|s| !old_files.contains(&s.file));
+            next.segments.push(meta);
+            merged += old_files.len() as u64;
+        }
+        next.version += 1;
+        next.save(&self.dir, d.as_ref())?;
+        let old = std::mem::replace(
+            &mut *self.manifest.write().unwrap_or_else(|p| p.into_inner()),
+            Arc::new(next),
+        );
+        let current = self.manifest();
+        for s in &old.segments {
+            if !current.segments.iter().any(|c| c.file == s.file) {
+                let p = self.dir.join(&s.file);
+                std::fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+            }
+        }
+        Ok(merged)
+    }
+
+    /// The columnar journeys of one partition: compacted segments and durable log records.
+    pub fn journeys(
+        &self,
+        project: ProjectId,
+        partition: u32,
+        spec: &ScanSpec,
+    ) -> Result<Arc<Journeys>, StoreError> {
+        let mut b = journeys::JourneysBuilder::new(project, partition, spec);
+        // The manifest and the tail are read under one lock, so a compaction that moves
+        // records from the tail into segments is seen either wholly or not at all.
+        let (manifest, stamp) = {
+            let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
+            let manifest = self.manifest();
+            let stamp = (manifest.version, self.commit.durable_seq_end());
+            if let Some((s, j)) = lock(&self.cache).get(&(project, partition, spec.clone())) {
+                if *s == stamp {
+                    return Ok(j.clone());
+                }
+            }
+            for r in tail.records() {
+                if r.project == project
+                    && r.seq < stamp.1
+                    && partition_of(r.project, r.customer, manifest.partitions) == partition
+                {
+                    b.add_record(r);
+                }
+            }
+            (manifest, stamp)
+        };
+        for s in manifest.segments_of(project, partition) {
+            b.add_segment(&self.dir.join(&s.file))?;
+        }
+        let j = Arc::new(b.finish());
+        lock(&self.cache).insert((project, partition, spec.clone()), (stamp, j.clone()));
+        Ok(j)
+    }
+
+    /// Every stored event of a project, whole, sorted by (customer, timestamp, seq).
+    /// Reads everything: meant for exports, customer views of small data, and tests.
+    pub fn records(&self, project: ProjectId) -> Result<Vec<LogRecord>, StoreError> {
+        let (manifest, mut out) = {
+            let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
+            let durable = self.commit.durable_seq_end();
+            let tail_records: Vec<LogRecord> = tail
+                .records()
+                .filter(|r| r.project == project && r.seq < durable)
+                .cloned()
+                .collect();
+            (self.manifest(), tail_records)
+        };
+        for s in manifest.segments.iter().filter(|s| s.project == project) {
+            out.extend(segment::read_records(&self.dir.join(&s.file), project)?);
+        }
+        out.sort_by_key(|r| (r.customer, r.event.timestamp, r.seq));
+        Ok(out)
+    }
+
+    /// Bytes of everything in the data dir.
+    pub fn storage_bytes(&self) -> u64 {
+        dir_size(&self.dir)
+    }
+}
+
+fn sync_dir(d: &dyn Durability, dir: &Path) -> Result<(), StoreError> {
+    d.sync_dir(dir).map_err(|e| StoreError::Fsync {
+        path: dir.to_path_buf(),
+        source: e,
+    })
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Deletes segment and index files that no manifest names: leftovers of a compaction
+/// that crashed before its manifest swap.
+fn remove_orphans(dir: &Path, manifest: &Manifest) -> Result<Vec<PathBuf>, StoreError> {
+    let mut live: std::collections::HashSet<PathBuf> = manifest
+        .segments
+        .iter()
+        .map(|s| dir.join(&s.file))
+        .collect();
+    live.extend(manifest.index_runs.iter().map(|r| dir.join(r)));
+    let mut removed = Vec::new();
+    let mut stack = vec![dir.join(SEGMENT_DIR), dir.join(INDEX_DIR)];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !live.contains(&p) {
+                std::fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+                removed.push(p);
+            }
+        }
+    }
+    let tmp = dir.join(manifest::MANIFEST_FILE).with_extension("tmp");
+    if tmp.exists() {
+        std::fs::remove_file(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        removed.push(tmp);
+    }
+    Ok(removed)
+}

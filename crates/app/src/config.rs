@@ -1,0 +1,108 @@
+//! The data dir's configuration file, `omnitrail.toml`. For now it holds the
+//! activity → stage mapping (DESIGN.md §2 "stage"):
+//!
+//! ```toml
+//! [stages]
+//! awareness = ["ad_viewed", "email_opened"]
+//! purchase = ["checkout_started", "purchase"]
+//! ```
+//!
+//! Stages keep the order they are written in; an activity may belong to one stage only.
+
+use crate::AppError;
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const CONFIG_FILE: &str = "omnitrail.toml";
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Config {
+    /// Stage names in journey order.
+    pub stages: Vec<String>,
+    stage_of: HashMap<String, usize>,
+}
+
+impl Config {
+    pub fn load(dir: &Path) -> Result<Config, AppError> {
+        let path = dir.join(CONFIG_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse(&text).map_err(|reason| AppError::Config {
+                path: path.display().to_string(),
+                reason,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(AppError::Io {
+                path: path.display().to_string(),
+                source: e,
+            }),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        let mut config = Config::default();
+        for (key, value) in &table {
+            if key != "stages" {
+                return Err(format!("unknown section '{key}' (expected [stages])"));
+            }
+            let stages = value
+                .as_table()
+                .ok_or("stages: expected a table of stage = [activities]")?;
+            for (stage, activities) in stages {
+                let list = activities
+                    .as_array()
+                    .ok_or_else(|| format!("stages.{stage}: expected a list of activities"))?;
+                let index = config.stages.len();
+                config.stages.push(stage.clone());
+                for a in list {
+                    let a = a
+                        .as_str()
+                        .ok_or_else(|| format!("stages.{stage}: activities must be strings"))?;
+                    if let Some(prev) = config.stage_of.insert(a.to_string(), index) {
+                        return Err(format!(
+                            "activity '{a}' is in both stages.{} and stages.{stage}",
+                            config.stages[prev]
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn stage_of(&self, activity: &str) -> Option<&str> {
+        self.stage_of
+            .get(activity)
+            .map(|&i| self.stages[i].as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_keep_their_written_order() {
+        let c = Config::parse("[stages]\nsupport = [\"call\"]\nawareness = [\"ad\", \"mail\"]\n")
+            .unwrap();
+        assert_eq!(c.stages, ["support", "awareness"]);
+        assert_eq!(c.stage_of("mail"), Some("awareness"));
+        assert_eq!(c.stage_of("other"), None);
+    }
+
+    #[test]
+    fn an_activity_in_two_stages_is_an_error() {
+        let err = Config::parse("[stages]\na = [\"x\"]\nb = [\"x\"]\n").unwrap_err();
+        assert!(
+            err.contains("'x' is in both stages.a and stages.b"),
+            "{err}"
+        );
+        assert!(Config::parse("[stagez]\n").unwrap_err().contains("stagez"));
+    }
+
+    #[test]
+    fn the_demo_mapping_parses() {
+        let c = Config::parse(omnitrail_synth::DEMO_STAGES_TOML).unwrap();
+        assert_eq!(c.stages.first().map(String::as_str), Some("awareness"));
+    }
+}

@@ -1,0 +1,332 @@
+//! Columnar journeys: what the engine reads. One value per partition: its customers in
+//! order, each with a range of events sorted by (timestamp, seq), and the event columns a
+//! query asked for.
+
+use crate::log::LogRecord;
+use crate::segment::{self, column, dictionary};
+use crate::StoreError;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt64Type};
+use arrow_array::Array;
+use omnitrail_model::value::{well_known_type, WellKnownType};
+use omnitrail_model::{CustomerId, ProjectId, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// A dictionary of text values: code `i` stands for `values[i]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Dictionary {
+    pub values: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Dictionary {
+    pub fn code(&mut self, value: &str) -> u32 {
+        if let Some(&c) = self.index.get(value) {
+            return c;
+        }
+        let c = self.values.len() as u32;
+        self.values.push(value.to_string());
+        self.index.insert(value.to_string(), c);
+        c
+    }
+    pub fn get(&self, value: &str) -> Option<u32> {
+        self.index.get(value).copied()
+    }
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+    fn heap_bytes(&self) -> usize {
+        self.values.iter().map(|v| 2 * (v.len() + 24) + 8).sum()
+    }
+}
+
+/// An event property loaded as a column.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PropertyColumn {
+    /// NaN where the event has no such property (or a non-number).
+    Num(Vec<f64>),
+    /// Code 0 where the event has no such property; code `c > 0` is `dict.values[c - 1]`.
+    Text { codes: Vec<u32>, dict: Dictionary },
+}
+
+impl PropertyColumn {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            PropertyColumn::Num(v) => v.len() * 8,
+            PropertyColumn::Text { codes, dict } => codes.len() * 4 + dict.heap_bytes(),
+        }
+    }
+}
+
+/// Which columns beyond customer, time, seq, activity and channel to load.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScanSpec {
+    pub properties: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Journeys {
+    pub project: ProjectId,
+    pub partition: u32,
+    pub customers: Vec<CustomerId>,
+    /// `offsets[i]..offsets[i + 1]` are customer `i`'s events.
+    pub offsets: Vec<u32>,
+    pub ts: Vec<i64>,
+    pub seq: Vec<u64>,
+    pub activity: Vec<u32>,
+    pub activities: Dictionary,
+    pub channel: Vec<u16>,
+    pub channels: Dictionary,
+    pub properties: BTreeMap<String, PropertyColumn>,
+}
+
+impl Journeys {
+    pub fn events(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn customer_range(&self, i: usize) -> std::ops::Range<usize> {
+        self.offsets[i] as usize..self.offsets[i + 1] as usize
+    }
+
+    /// Memory held by this value, for the per-event memory figure.
+    pub fn heap_bytes(&self) -> usize {
+        self.customers.len() * 8
+            + self.offsets.len() * 4
+            + self.ts.len() * (8 + 8 + 4 + 2)
+            + self.activities.heap_bytes()
+            + self.channels.heap_bytes()
+            + self
+                .properties
+                .values()
+                .map(PropertyColumn::heap_bytes)
+                .sum::<usize>()
+    }
+}
+
+enum Builder {
+    Num(Vec<f64>),
+    Text(Vec<u32>, Dictionary),
+}
+
+/// Gathers rows from segments and the log tail in any order, then sorts them once.
+pub(crate) struct JourneysBuilder {
+    project: ProjectId,
+    partition: u32,
+    customer: Vec<u64>,
+    ts: Vec<i64>,
+    seq: Vec<u64>,
+    activity: Vec<u32>,
+    activities: Dictionary,
+    channel: Vec<u16>,
+    channels: Dictionary,
+    props: Vec<(String, Builder)>,
+}
+
+impl JourneysBuilder {
+    pub fn new(project: ProjectId, partition: u32, spec: &ScanSpec) -> Self {
+        let props = spec
+            .properties
+            .iter()
+            .map(|name| {
+                let b = match well_known_type(name) {
+                    Some(
+                        WellKnownType::Sentiment | WellKnownType::Seconds | WellKnownType::Amount,
+                    ) => Builder::Num(Vec::new()),
+                    _ => Builder::Text(Vec::new(), Dictionary::default()),
+                };
+                (name.clone(), b)
+            })
+            .collect();
+        JourneysBuilder {
+            project,
+            partition,
+            customer: Vec::new(),
+            ts: Vec::new(),
+            seq: Vec::new(),
+            activity: Vec::new(),
+            activities: Dictionary::default(),
+            channel: Vec::new(),
+            channels: Dictionary::default(),
+            props,
+        }
+    }
+
+    fn channel_code(&mut self, name: &str) -> u16 {
+        // More than 65k distinct channels is not a journey dataset; fold into the last code.
+        self.channels.code(name).min(u32::from(u16::MAX)) as u16
+    }
+
+    pub fn add_record(&mut self, r: &LogRecord) {
+        self.customer.push(r.customer.0);
+        self.ts.push(r.event.timestamp.as_micros());
+        self.seq.push(r.seq);
+        let a = self.activities.code(&r.event.activity);
+        self.activity.push(a);
+        let c = self.channel_code(r.event.channel.as_str());
+        self.channel.push(c);
+        for (name, b) in &mut self.props {
+            let v = r.event.properties.get(name.as_str());
+            match b {
+                Builder::Num(col) => col.push(v.and_then(Value::as_f64).unwrap_or(f64::NAN)),
+                Builder::Text(codes, dict) => codes.push(match v {
+                    None => 0,
+                    Some(Value::Str(s)) => dict.code(s) + 1,
+                    Some(other) => dict.code(&other.to_string()) + 1,
+                }),
+            }
+        }
+    }
+
+    pub fn add_segment(&mut self, path: &Path) -> Result<(), StoreError> {
+        let mut cols = vec![
+            segment::COL_CUSTOMER,
+            segment::COL_TIMESTAMP,
+            segment::COL_SEQ,
+            segment::COL_ACTIVITY,
+            segment::COL_CHANNEL,
+        ];
+        let custom = self
+            .props
+            .iter()
+            .any(|(name, _)| well_known_type(name).is_none());
+        for (name, _) in &self.props {
+            if well_known_type(name).is_some() {
+                cols.push(name.as_str());
+            }
+        }
+        if custom {
+            cols.push(segment::COL_PROPERTIES);
+        }
+        let names: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        segment::read_columns(path, &names, |batch| {
+            let customer = column(batch, segment::COL_CUSTOMER, path)?.as_primitive::<UInt64Type>();
+            let ts = column(batch, segment::COL_TIMESTAMP, path)?
+                .as_primitive::<TimestampMicrosecondType>();
+            let seq = column(batch, segment::COL_SEQ, path)?.as_primitive::<UInt64Type>();
+            self.customer.extend(customer.values().iter());
+            self.ts.extend(ts.values().iter());
+            self.seq.extend(seq.values().iter());
+            let (keys, values) = dictionary(batch, segment::COL_ACTIVITY, path)?;
+            let remap: Vec<u32> = (0..values.len())
+                .map(|i| self.activities.code(values.value(i)))
+                .collect();
+            self.activity
+                .extend(keys.keys().values().iter().map(|&k| remap[k as usize]));
+            let (keys, values) = dictionary(batch, segment::COL_CHANNEL, path)?;
+            let remap: Vec<u16> = (0..values.len())
+                .map(|i| self.channel_code(values.value(i)))
+                .collect();
+            self.channel
+                .extend(keys.keys().values().iter().map(|&k| remap[k as usize]));
+            let custom_json = if custom {
+                Some(column(batch, segment::COL_PROPERTIES, path)?.as_string::<i32>())
+            } else {
+                None
+            };
+            for (name, b) in &mut self.props {
+                if well_known_type(name).is_some() {
+                    let col = column(batch, name, path)?;
+                    match b {
+                        Builder::Num(out) => {
+                            let c = col.as_primitive::<Float64Type>();
+                            out.extend((0..c.len()).map(|i| {
+                                if c.is_null(i) {
+                                    f64::NAN
+                                } else {
+                                    c.value(i)
+                                }
+                            }));
+                        }
+                        Builder::Text(codes, dict) => {
+                            let c = col.as_string::<i32>();
+                            codes.extend((0..c.len()).map(|i| {
+                                if c.is_null(i) {
+                                    0
+                                } else {
+                                    dict.code(c.value(i)) + 1
+                                }
+                            }));
+                        }
+                    }
+                } else if let (Some(json), Builder::Text(codes, dict)) = (custom_json, b) {
+                    for i in 0..json.len() {
+                        let v = if json.is_null(i) {
+                            None
+                        } else {
+                            serde_json::from_str::<serde_json::Value>(json.value(i))
+                                .ok()
+                                .and_then(|o| o.get(name.as_str()).cloned())
+                        };
+                        codes.push(match v {
+                            None | Some(serde_json::Value::Null) => 0,
+                            Some(serde_json::Value::String(s)) => dict.code(&s) + 1,
+                            // Spell numbers as the log tail does (`Value`'s Display: 3, not
+                            // JSON's 3.0), so compaction does not change what a journey shows.
+                            Some(serde_json::Value::Number(n)) => {
+                                let v = Value::Num(n.as_f64().unwrap_or(f64::NAN));
+                                dict.code(&v.to_string()) + 1
+                            }
+                            Some(other) => dict.code(&other.to_string()) + 1,
+                        });
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub fn finish(self) -> Journeys {
+        let n = self.ts.len();
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.sort_unstable_by_key(|&i| {
+            let i = i as usize;
+            (self.customer[i], self.ts[i], self.seq[i])
+        });
+        let pick_u64 = |v: &[u64]| order.iter().map(|&i| v[i as usize]).collect::<Vec<_>>();
+        let customer_sorted = pick_u64(&self.customer);
+        let mut customers = Vec::new();
+        let mut offsets = Vec::new();
+        for (i, &c) in customer_sorted.iter().enumerate() {
+            if customers.last() != Some(&CustomerId(c)) {
+                customers.push(CustomerId(c));
+                offsets.push(i as u32);
+            }
+        }
+        offsets.push(n as u32);
+        let properties = self
+            .props
+            .into_iter()
+            .map(|(name, b)| {
+                let col = match b {
+                    Builder::Num(v) => {
+                        PropertyColumn::Num(order.iter().map(|&i| v[i as usize]).collect())
+                    }
+                    Builder::Text(codes, dict) => PropertyColumn::Text {
+                        codes: order.iter().map(|&i| codes[i as usize]).collect(),
+                        dict,
+                    },
+                };
+                (name, col)
+            })
+            .collect();
+        Journeys {
+            project: self.project,
+            partition: self.partition,
+            customers,
+            offsets,
+            ts: order.iter().map(|&i| self.ts[i as usize]).collect(),
+            seq: pick_u64(&self.seq),
+            activity: order.iter().map(|&i| self.activity[i as usize]).collect(),
+            activities: self.activities,
+            channel: order.iter().map(|&i| self.channel[i as usize]).collect(),
+            channels: self.channels,
+            properties,
+        }
+    }
+}

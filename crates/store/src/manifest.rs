@@ -1,0 +1,91 @@
+//! The manifest: which segment and index files are live, and how far the log has been
+//! compacted. It is replaced atomically, so after a crash the store sees either the state
+//! before a compaction or the state after it, never a mix.
+
+use crate::durability::{write_atomically, Durability};
+use crate::StoreError;
+use omnitrail_model::ProjectId;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_FILE: &str = "MANIFEST.json";
+pub const DEFAULT_PARTITIONS: u32 = 16;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    /// Bumped by every swap; caches key on it.
+    pub version: u64,
+    /// Customers are spread over this many partitions by hash; fixed for the data dir.
+    pub partitions: u32,
+    /// Every record with a sequence number below this lives in a segment, not the log.
+    pub compacted_seq_end: u64,
+    pub next_customer: u64,
+    pub segments: Vec<SegmentMeta>,
+    /// Index runs (de-duplication and customer-key entries) of the compacted records.
+    pub index_runs: Vec<String>,
+    pub next_file_id: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    /// Path relative to the data dir.
+    pub file: String,
+    pub project: ProjectId,
+    pub partition: u32,
+    pub rows: u64,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub bytes: u64,
+}
+
+impl Manifest {
+    pub fn new(partitions: u32) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            version: 0,
+            partitions,
+            compacted_seq_end: 0,
+            next_customer: 1,
+            segments: Vec::new(),
+            index_runs: Vec::new(),
+            next_file_id: 1,
+        }
+    }
+
+    pub fn load(dir: &Path) -> Result<Option<Manifest>, StoreError> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: format!("manifest is not valid: {e}"),
+        })?;
+        if m.format_version != FORMAT_VERSION {
+            return Err(StoreError::Corrupt {
+                path,
+                reason: format!(
+                    "format version {} is not supported (this build reads {FORMAT_VERSION})",
+                    m.format_version
+                ),
+            });
+        }
+        Ok(Some(m))
+    }
+
+    pub fn save(&self, dir: &Path, d: &dyn Durability) -> Result<(), StoreError> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| StoreError::Encode(e.to_string()))?;
+        write_atomically(d, &path, &bytes).map_err(|e| StoreError::Fsync { path, source: e })
+    }
+
+    pub fn segments_of(&self, project: ProjectId, partition: u32) -> impl Iterator<Item = &SegmentMeta> {
+        self.segments
+            .iter()
+            .filter(move |s| s.project == project && s.partition == partition)
+    }
+}

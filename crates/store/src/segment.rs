@@ -1,0 +1,345 @@
+//! Parquet segments: immutable files of one project's partition, sorted by
+//! (customer, timestamp, seq). The schema is documented in docs/storage.md; the
+//! well-known properties are typed columns so DuckDB, Spark or pandas read them directly.
+
+use crate::durability::Durability;
+use crate::log::LogRecord;
+use crate::StoreError;
+use arrow_array::builder::{
+    Float64Builder, StringBuilder, StringDictionaryBuilder, TimestampMicrosecondBuilder,
+    UInt64Builder,
+};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, TimestampMicrosecondType, UInt64Type};
+use arrow_array::{Array, ArrayRef, DictionaryArray, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use omnitrail_model::value::{well_known_type, WellKnownType, WELL_KNOWN_PROPERTIES};
+use omnitrail_model::{
+    Channel, CustomerId, Event, Identifier, IdentifierKind, ProjectId, Properties, Timestamp,
+    Value,
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+pub const COL_CUSTOMER: &str = "customer_id";
+pub const COL_TIMESTAMP: &str = "timestamp";
+pub const COL_SEQ: &str = "seq";
+pub const COL_CHANNEL: &str = "channel";
+pub const COL_ACTIVITY: &str = "activity";
+pub const COL_EVENT_ID: &str = "event_id";
+pub const COL_IDENTIFIERS: &str = "identifiers";
+pub const COL_PROPERTIES: &str = "properties";
+pub const COL_TRAITS: &str = "traits";
+
+fn is_text(ty: WellKnownType) -> bool {
+    matches!(
+        ty,
+        WellKnownType::Text | WellKnownType::Id | WellKnownType::Outcome
+    )
+}
+
+pub fn schema() -> SchemaRef {
+    let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let mut fields = vec![
+        Field::new(COL_CUSTOMER, DataType::UInt64, false),
+        Field::new(
+            COL_TIMESTAMP,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new(COL_SEQ, DataType::UInt64, false),
+        Field::new(COL_CHANNEL, dict.clone(), false),
+        Field::new(COL_ACTIVITY, dict, false),
+        Field::new(COL_EVENT_ID, DataType::Utf8, true),
+        Field::new(COL_IDENTIFIERS, DataType::Utf8, false),
+    ];
+    for (name, ty) in WELL_KNOWN_PROPERTIES {
+        let dt = if is_text(ty) {
+            DataType::Utf8
+        } else {
+            DataType::Float64
+        };
+        fields.push(Field::new(name, dt, true));
+    }
+    fields.push(Field::new(COL_PROPERTIES, DataType::Utf8, true));
+    fields.push(Field::new(COL_TRAITS, DataType::Utf8, true));
+    Arc::new(Schema::new(fields))
+}
+
+fn identifiers_json(ids: &[Identifier]) -> String {
+    let arr: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|i| serde_json::json!([i.kind.as_str(), i.value]))
+        .collect();
+    serde_json::Value::Array(arr).to_string()
+}
+
+fn values_json(values: &Properties, skip_well_known: bool) -> Option<String> {
+    let map: serde_json::Map<String, serde_json::Value> = values
+        .iter()
+        .filter(|(k, _)| !(skip_well_known && well_known_type(k).is_some()))
+        .map(|(k, v)| (k.clone(), v.to_json()))
+        .collect();
+    (!map.is_empty()).then(|| serde_json::Value::Object(map).to_string())
+}
+
+/// Writes records (already sorted by customer, timestamp, seq) to a new Parquet file and
+/// fsyncs it. Returns the file size.
+pub fn write_segment(
+    path: &Path,
+    records: &[&LogRecord],
+    d: &dyn Durability,
+) -> Result<u64, StoreError> {
+    let schema = schema();
+    let n = records.len();
+    let mut customer = UInt64Builder::with_capacity(n);
+    let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut seq = UInt64Builder::with_capacity(n);
+    let mut channel = StringDictionaryBuilder::<Int32Type>::new();
+    let mut activity = StringDictionaryBuilder::<Int32Type>::new();
+    let mut event_id = StringBuilder::new();
+    let mut identifiers = StringBuilder::new();
+    let mut text_cols: Vec<(&str, StringBuilder)> = Vec::new();
+    let mut num_cols: Vec<(&str, Float64Builder)> = Vec::new();
+    for (name, ty) in WELL_KNOWN_PROPERTIES {
+        if is_text(ty) {
+            text_cols.push((name, StringBuilder::new()));
+        } else {
+            num_cols.push((name, Float64Builder::with_capacity(n)));
+        }
+    }
+    let mut properties = StringBuilder::new();
+    let mut traits = StringBuilder::new();
+    for r in records {
+        let e = &r.event;
+        customer.append_value(r.customer.0);
+        ts.append_value(e.timestamp.as_micros());
+        seq.append_value(r.seq);
+        channel.append_value(e.channel.as_str());
+        activity.append_value(&e.activity);
+        event_id.append_option(e.event_id.as_deref());
+        identifiers.append_value(identifiers_json(&e.identifiers));
+        for (name, b) in &mut text_cols {
+            b.append_option(e.properties.get(*name).and_then(Value::as_str));
+        }
+        for (name, b) in &mut num_cols {
+            b.append_option(e.properties.get(*name).and_then(Value::as_f64));
+        }
+        properties.append_option(values_json(&e.properties, true));
+        traits.append_option(values_json(&e.traits, false));
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(customer.finish()),
+        Arc::new(ts.finish()),
+        Arc::new(seq.finish()),
+        Arc::new(channel.finish()),
+        Arc::new(activity.finish()),
+        Arc::new(event_id.finish()),
+        Arc::new(identifiers.finish()),
+    ];
+    // Columns must follow the schema order, which interleaves text and number columns.
+    let mut text_iter = text_cols.into_iter();
+    let mut num_iter = num_cols.into_iter();
+    for (_, ty) in WELL_KNOWN_PROPERTIES {
+        if is_text(ty) {
+            let (_, mut b) = text_iter.next().expect("one builder per text column");
+            columns.push(Arc::new(b.finish()));
+        } else {
+            let (_, mut b) = num_iter.next().expect("one builder per number column");
+            columns.push(Arc::new(b.finish()));
+        }
+    }
+    columns.push(Arc::new(properties.finish()));
+    columns.push(Arc::new(traits.finish()));
+    let batch = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| StoreError::Encode(format!("segment batch: {e}")))?;
+
+    let file = File::create(path).map_err(|e| StoreError::io(path, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_size(256 * 1024)
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props))
+        .map_err(|e| StoreError::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
+    writer
+        .write(&batch)
+        .map_err(|e| StoreError::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| StoreError::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
+    d.sync_file(&file).map_err(|e| StoreError::Fsync {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    Ok(file.metadata().map_err(|e| StoreError::io(path, e))?.len())
+}
+
+/// Reads the named columns of a segment, batch by batch.
+pub fn read_columns(
+    path: &Path,
+    columns: &[&str],
+    mut each: impl FnMut(&RecordBatch) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let perr = |e: &dyn std::fmt::Display| StoreError::Parquet { path: path.to_path_buf(), message: e.to_string() };
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(&e))?;
+    let parquet_schema = builder.parquet_schema();
+    let indices: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            parquet_schema
+                .columns()
+                .iter()
+                .position(|col| col.name() == *c)
+                .ok_or_else(|| StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!("segment has no column '{c}'"),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let mask = ProjectionMask::leaves(parquet_schema, indices);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| perr(&e))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| perr(&e))?;
+        each(&batch)?;
+    }
+    Ok(())
+}
+
+pub fn column<'a>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a ArrayRef, StoreError> {
+    batch.column_by_name(name).ok_or_else(|| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("segment has no column '{name}'"),
+    })
+}
+
+pub fn dictionary<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+    path: &Path,
+) -> Result<(&'a DictionaryArray<Int32Type>, &'a StringArray), StoreError> {
+    let col = column(batch, name, path)?;
+    let dict = col
+        .as_dictionary_opt::<Int32Type>()
+        .ok_or_else(|| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("column '{name}' is not dictionary-encoded text"),
+        })?;
+    let values = dict
+        .values()
+        .as_string_opt::<i32>()
+        .ok_or_else(|| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("column '{name}' has non-text values"),
+        })?;
+    Ok((dict, values))
+}
+
+fn bad(path: &Path, what: String) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: what,
+    }
+}
+
+fn json_values(text: &str, path: &Path) -> Result<Properties, StoreError> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(path, format!("bad values json: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad(path, "values json is not an object".into()))?;
+    obj.iter()
+        .map(|(k, v)| {
+            let value = match v {
+                serde_json::Value::String(s) => Value::Str(s.clone()),
+                serde_json::Value::Bool(b) => Value::Bool(*b),
+                serde_json::Value::Number(n) => Value::Num(n.as_f64().unwrap_or(f64::NAN)),
+                other => return Err(bad(path, format!("unexpected value {other}"))),
+            };
+            Ok((k.clone(), value))
+        })
+        .collect()
+}
+
+/// Reads whole records back (for merges, exports, customer views and tests).
+pub fn read_records(path: &Path, project: ProjectId) -> Result<Vec<LogRecord>, StoreError> {
+    let schema = schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut out = Vec::new();
+    read_columns(path, &names, |batch| {
+        let customer = column(batch, COL_CUSTOMER, path)?.as_primitive::<UInt64Type>();
+        let ts = column(batch, COL_TIMESTAMP, path)?.as_primitive::<TimestampMicrosecondType>();
+        let seq = column(batch, COL_SEQ, path)?.as_primitive::<UInt64Type>();
+        let (ch_keys, ch_values) = dictionary(batch, COL_CHANNEL, path)?;
+        let (act_keys, act_values) = dictionary(batch, COL_ACTIVITY, path)?;
+        let event_id = column(batch, COL_EVENT_ID, path)?.as_string::<i32>();
+        let identifiers = column(batch, COL_IDENTIFIERS, path)?.as_string::<i32>();
+        let properties = column(batch, COL_PROPERTIES, path)?.as_string::<i32>();
+        let traits = column(batch, COL_TRAITS, path)?.as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            let channel_text = ch_values.value(ch_keys.keys().value(row) as usize);
+            let channel = Channel::parse(channel_text)
+                .map_err(|e| bad(path, format!("row {row}: {e}")))?;
+            let ids_json: serde_json::Value = serde_json::from_str(identifiers.value(row))
+                .map_err(|e| bad(path, format!("row {row}: identifiers: {e}")))?;
+            let mut ids = Vec::new();
+            for pair in ids_json.as_array().into_iter().flatten() {
+                let (Some(kind), Some(value)) = (pair[0].as_str(), pair[1].as_str()) else {
+                    return Err(bad(path, format!("row {row}: bad identifier pair")));
+                };
+                let kind = IdentifierKind::parse(kind)
+                    .map_err(|e| bad(path, format!("row {row}: {e}")))?;
+                ids.push(Identifier {
+                    kind,
+                    value: value.to_string(),
+                });
+            }
+            let mut props = if properties.is_null(row) {
+                Properties::new()
+            } else {
+                json_values(properties.value(row), path)?
+            };
+            for (name, ty) in WELL_KNOWN_PROPERTIES {
+                let col = column(batch, name, path)?;
+                if col.is_null(row) {
+                    continue;
+                }
+                let v = if is_text(ty) {
+                    Value::Str(col.as_string::<i32>().value(row).to_string())
+                } else {
+                    Value::Num(col.as_primitive::<arrow_array::types::Float64Type>().value(row))
+                };
+                props.insert(name.to_string(), v);
+            }
+            out.push(LogRecord {
+                seq: seq.value(row),
+                project,
+                customer: CustomerId(customer.value(row)),
+                event: Event {
+                    event_id: (!event_id.is_null(row)).then(|| event_id.value(row).to_string()),
+                    timestamp: Timestamp::from_micros(ts.value(row)),
+                    identifiers: ids,
+                    channel,
+                    activity: act_values.value(act_keys.keys().value(row) as usize).to_string(),
+                    properties: props,
+                    traits: if traits.is_null(row) {
+                        Properties::new()
+                    } else {
+                        json_values(traits.value(row), path)?
+                    },
+                },
+            });
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}

@@ -1,0 +1,372 @@
+//! Failing fsyncs and damaged files. An fsync error is fatal for the ingest log (the store
+//! refuses writes until reopened) and nothing unsynced is ever acknowledged; a failed
+//! compaction loses and duplicates nothing; damaged metadata is a clear error, not a panic.
+
+mod common;
+
+use common::{assert_ids_exactly_once, numbered, open, options, segment_files, FlakyDisk, NoSync, P};
+use omnitrail_model::ProjectId;
+use omnitrail_store::{ScanSpec, Store, StoreError, StoreOptions};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+fn batch_ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+#[test]
+fn failed_log_fsync_poisons_the_store_and_nothing_unsynced_is_acknowledged() {
+    for k in 0..4u64 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let disk = FlakyDisk::healthy();
+        let store = Store::open(dir.path(), options(4, disk.clone())).expect("open");
+        let mut acked = Vec::new();
+        store.ingest(P, numbered("b0-", 10)).expect("healthy ingest");
+        acked.extend(batch_ids("b0-", 10));
+
+        // Each single-threaded ingest takes exactly one log fsync: batch k + 1 fails.
+        disk.fail_file_syncs_after(k);
+        let mut failed = None;
+        for b in 1..=k + 1 {
+            let prefix = format!("b{b}-");
+            match store.ingest(P, numbered(&prefix, 10)) {
+                Ok(out) => {
+                    assert_eq!(out.stored, 10);
+                    acked.extend(batch_ids(&prefix, 10));
+                }
+                Err(e) => {
+                    // The leader's fsync error reaches every waiter, itself included, as Poisoned.
+                    assert!(
+                        matches!(e, StoreError::Fsync { .. } | StoreError::Poisoned(_))
+                            && e.to_string().contains("injected fsync failure"),
+                        "k={k}: expected the fsync error, got {e}"
+                    );
+                    failed = Some(prefix);
+                    break;
+                }
+            }
+        }
+        let failed = failed.unwrap_or_else(|| panic!("k={k}: batch {} should have failed", k + 1));
+        assert_eq!(failed, format!("b{}-", k + 1), "k={k}: the failing batch");
+
+        // Poisoned: no more writes, even after the disk recovers, until a reopen.
+        disk.heal();
+        let again = store.ingest(P, numbered("later-", 1));
+        assert!(matches!(again, Err(StoreError::Poisoned(_))), "k={k}: ingest after a failed fsync: {again:?}");
+        let retry = store.ingest(P, numbered(&failed, 10));
+        assert!(matches!(retry, Err(StoreError::Poisoned(_))), "k={k}: retry before reopen: {retry:?}");
+        assert!(store.compact().is_err(), "k={k}: compaction of a poisoned store must fail");
+        // Reads show only acknowledged events.
+        assert_ids_exactly_once(&store, &acked, &format!("k={k}: reads of the poisoned store"));
+        drop(store);
+
+        // Worst case: the power went out too, taking every byte that was never fsynced.
+        disk.lose_unsynced_log_data(dir.path());
+        let store = open(dir.path());
+        assert_ids_exactly_once(&store, &acked, &format!("k={k}: after power loss and reopen"));
+        // Retrying the failed batch is safe and complete.
+        let out = store.ingest(P, numbered(&failed, 10)).expect("retry after reopen");
+        assert_eq!(out.stored + out.duplicates, 10);
+        acked.extend(batch_ids(&failed, 10));
+        assert_ids_exactly_once(&store, &acked, &format!("k={k}: after the retry"));
+    }
+}
+
+/// When the failing fsync did reach the disk's page cache (no power loss), the failed
+/// batch may come back on reopen, but never twice, and a retry is still exact.
+#[test]
+fn failed_batch_written_but_not_synced_is_never_duplicated() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let disk = FlakyDisk::healthy();
+    let store = Store::open(dir.path(), options(4, disk.clone())).expect("open");
+    store.ingest(P, numbered("ok-", 5)).expect("ingest");
+    disk.fail_file_syncs_after(0);
+    assert!(store.ingest(P, numbered("failed-", 5)).is_err());
+    drop(store);
+    let store = open(dir.path());
+    store.ingest(P, numbered("failed-", 5)).expect("retry");
+    let mut all = batch_ids("ok-", 5);
+    all.extend(batch_ids("failed-", 5));
+    assert_ids_exactly_once(&store, &all, "after reopen and retry");
+}
+
+/// Group commit: concurrent ingests share fsyncs. When one fails, every ingest waiting on
+/// it fails too, and whatever was acknowledged survives the loss of unsynced data.
+#[test]
+fn failed_group_commit_fails_every_waiter() {
+    for k in [0u64, 3, 10] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let disk = FlakyDisk::healthy();
+        let store = Store::open(dir.path(), options(4, disk.clone())).expect("open");
+        disk.fail_file_syncs_after(k);
+        let acked = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (store, acked) = (&store, &acked);
+                s.spawn(move || {
+                    for b in 0.. {
+                        let prefix = format!("t{t}-b{b}-");
+                        match store.ingest(P, numbered(&prefix, 20)) {
+                            Ok(_) => acked.lock().expect("lock").extend(batch_ids(&prefix, 20)),
+                            Err(StoreError::Fsync { .. } | StoreError::Poisoned(_)) => break,
+                            Err(e) => panic!("unexpected error: {e}"),
+                        }
+                    }
+                });
+            }
+        });
+        let acked = acked.into_inner().expect("lock");
+        drop(store);
+        disk.lose_unsynced_log_data(dir.path());
+        let store = open(dir.path());
+        assert_ids_exactly_once(&store, &acked, &format!("k={k}: {} acknowledged events after power loss", acked.len()));
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum SyncKind {
+    File,
+    Dir,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Then {
+    /// Drop the store right after the failed compaction and reopen.
+    Reopen,
+    /// Heal the disk and keep using the same store: ingest, compact again, reopen.
+    CarryOn,
+}
+
+/// A store with one compacted batch, a second batch in the log, three partitions and at
+/// most one segment per partition: the next compaction writes segments, an index run and
+/// a manifest, deletes the log, then merges partitions.
+fn store_before_second_compaction(dir: &Path, disk: Arc<FlakyDisk>) -> Store {
+    let store = Store::open(
+        dir,
+        StoreOptions {
+            partitions: 3,
+            durability: disk,
+            auto_compact_events: usize::MAX,
+            max_segments_per_partition: 1,
+        },
+    )
+    .expect("open");
+    store.ingest(P, numbered("a-", 20)).expect("ingest");
+    store.compact().expect("first compaction");
+    store.ingest(P, numbered("b-", 20)).expect("ingest");
+    store
+}
+
+/// Opens an existing data dir with a healthy disk, skipping real fsyncs (speed).
+fn reopen(dir: &Path) -> Store {
+    Store::open(dir, options(3, Arc::new(NoSync))).expect("reopen")
+}
+
+fn syncs(disk: &FlakyDisk, kind: SyncKind) -> u64 {
+    match kind {
+        SyncKind::File => disk.file_syncs.load(Ordering::SeqCst),
+        SyncKind::Dir => disk.dir_syncs.load(Ordering::SeqCst),
+    }
+}
+
+#[test]
+fn failed_fsync_during_compaction_loses_and_duplicates_nothing() {
+    let mut runs = 0;
+    for kind in [SyncKind::Dir, SyncKind::File] {
+        // How many fsyncs of this kind a healthy second compaction does.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let disk = FlakyDisk::healthy();
+        let store = store_before_second_compaction(dir.path(), disk.clone());
+        let before = syncs(&disk, kind);
+        let report = store.compact().expect("healthy compaction");
+        assert!(report.segments_merged > 0, "the setup must exercise merges: {report:?}");
+        let total = syncs(&disk, kind) - before;
+        assert!(total >= 8, "{kind:?}: a compaction with merges does several fsyncs, saw {total}");
+
+        for k in 0..total {
+            for then in [Then::Reopen, Then::CarryOn] {
+                runs += 1;
+                let case = format!("{kind:?} fsync #{} of {total} fails, then {then:?}", k + 1);
+                let dir = tempfile::tempdir().expect("temp dir");
+                let disk = FlakyDisk::healthy();
+                let store = store_before_second_compaction(dir.path(), disk.clone());
+                match kind {
+                    SyncKind::File => disk.fail_file_syncs_after(k),
+                    SyncKind::Dir => disk.fail_dir_syncs_after(k),
+                }
+                let err = store.compact().expect_err(&case);
+                assert!(matches!(err, StoreError::Fsync { .. }), "{case}: {err}");
+                disk.heal();
+                let mut want = batch_ids("a-", 20);
+                want.extend(batch_ids("b-", 20));
+                let store = match then {
+                    Then::Reopen => {
+                        drop(store);
+                        reopen(dir.path())
+                    }
+                    Then::CarryOn => match store.ingest(P, numbered("c-", 20)) {
+                        // Failing to start a new log file poisons the log like any log fsync.
+                        Err(StoreError::Poisoned(_)) => {
+                            drop(store);
+                            reopen(dir.path())
+                        }
+                        Err(e) => panic!("{case}: ingest after the failed compaction: {e}"),
+                        Ok(_) => {
+                            want.extend(batch_ids("c-", 20));
+                            assert_ids_exactly_once(&store, &want, &format!("{case}: before compacting again"));
+                            store.compact().unwrap_or_else(|e| panic!("{case}: compacting again: {e}"));
+                            assert_ids_exactly_once(&store, &want, &format!("{case}: after compacting again"));
+                            drop(store);
+                            reopen(dir.path())
+                        }
+                    },
+                };
+                assert_ids_exactly_once(&store, &want, &format!("{case}: after reopen"));
+                store.compact().unwrap_or_else(|e| panic!("{case}: compaction after reopen: {e}"));
+                drop(store);
+                let store = reopen(dir.path());
+                assert_ids_exactly_once(&store, &want, &format!("{case}: compacted and reopened"));
+                assert!(store.open_report().removed_orphans.is_empty(), "{case}: a clean compaction leaves no orphans");
+            }
+        }
+    }
+    assert!(runs >= 32, "expected a run per fsync of a compaction, got {runs}");
+}
+
+fn expect_open_error(dir: &Path) -> StoreError {
+    match Store::open(dir, StoreOptions::default()) {
+        Err(e) => e,
+        Ok(_) => panic!("open of {} should fail", dir.display()),
+    }
+}
+
+#[test]
+fn corrupt_manifest_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    store.ingest(P, numbered("e", 10)).expect("ingest");
+    store.compact().expect("compact");
+    drop(store);
+    let manifest = dir.path().join("MANIFEST.json");
+    let good = std::fs::read_to_string(&manifest).expect("read manifest");
+    let cases = [
+        ("garbage", "{not json".to_string()),
+        ("empty", String::new()),
+        ("truncated", good[..good.len() / 2].to_string()),
+        ("future format", good.replacen("\"format_version\": 1", "\"format_version\": 99", 1)),
+    ];
+    for (what, text) in cases {
+        assert_ne!(text, good, "{what}: the case must change the manifest");
+        std::fs::write(&manifest, &text).expect("write manifest");
+        match expect_open_error(dir.path()) {
+            StoreError::Corrupt { path, reason } => {
+                assert_eq!(path, manifest, "{what}: error names the manifest ({reason})");
+                let message = StoreError::Corrupt { path, reason }.to_string();
+                assert!(message.contains("MANIFEST.json"), "{what}: message '{message}'");
+            }
+            other => panic!("{what}: expected StoreError::Corrupt, got {other}"),
+        }
+        assert!(!segment_files(dir.path()).is_empty(), "{what}: a refused open deletes no segments");
+    }
+    std::fs::write(&manifest, &good).expect("restore manifest");
+    assert_ids_exactly_once(&open(dir.path()), &batch_ids("e", 10), "restored manifest");
+}
+
+/// Runs `f`, turning a panic into a test failure that says what panicked.
+fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| panic!("{what} panicked"))
+}
+
+#[test]
+fn corrupt_segment_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    store.ingest(P, numbered("e", 200)).expect("ingest");
+    store.compact().expect("compact");
+    let manifest = store.manifest();
+    drop(store);
+    let victim = &manifest.segments[0];
+    let victim_path = dir.path().join(&victim.file);
+    let good = std::fs::read(&victim_path).expect("read segment");
+    let mut garbled_footer = good.clone();
+    let n = garbled_footer.len();
+    garbled_footer[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let cases = [
+        ("truncated to half", good[..good.len() / 2].to_vec()),
+        ("footer length garbled", garbled_footer),
+        ("not parquet at all", b"hello, I am not a parquet file".to_vec()),
+        ("empty", Vec::new()),
+    ];
+    for (what, bytes) in cases {
+        std::fs::write(&victim_path, &bytes).expect("damage segment");
+        let store = open(dir.path());
+        let journeys = no_panic(what, || store.journeys(P, victim.partition, &ScanSpec::default()));
+        let err = journeys.err().unwrap_or_else(|| panic!("{what}: journeys of a corrupt segment must fail"));
+        assert!(err.to_string().contains(&victim.file), "{what}: error '{err}' names the segment");
+        let records = no_panic(what, || store.records(P));
+        assert!(records.is_err(), "{what}: records() must fail too");
+        for s in manifest.segments.iter().filter(|s| s.partition != victim.partition) {
+            store
+                .journeys(P, s.partition, &ScanSpec::default())
+                .unwrap_or_else(|e| panic!("{what}: partition {} is intact: {e}", s.partition));
+        }
+    }
+    std::fs::remove_file(&victim_path).expect("remove segment");
+    let store = open(dir.path());
+    let err = store.journeys(P, victim.partition, &ScanSpec::default()).expect_err("missing segment");
+    assert!(matches!(err, StoreError::Io { .. }), "a missing segment is an IO error naming it: {err}");
+}
+
+#[test]
+fn orphan_files_are_removed_on_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    store.ingest(P, numbered("e", 50)).expect("ingest");
+    store.compact().expect("compact");
+    drop(store);
+    let live_segments = segment_files(dir.path());
+    let segment = &live_segments[0];
+    let index = dir.path().join(&open(dir.path()).manifest().index_runs[0]);
+    // What crashed compactions leave: segments and index runs no manifest names, temp files.
+    let orphans: BTreeSet<PathBuf> = [
+        segment.with_file_name("000000099999.parquet"),
+        dir.path().join("segments/1/p999/000000099998.parquet"),
+        index.with_file_name("000000099997.idx"),
+        index.with_file_name("000000099997.tmp"),
+        dir.path().join("MANIFEST.tmp"),
+    ]
+    .into_iter()
+    .collect();
+    for o in &orphans {
+        std::fs::create_dir_all(o.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(if o.extension().is_some_and(|x| x == "parquet") { segment } else { &index }, o).expect("copy");
+    }
+    let store = open(dir.path());
+    let removed: BTreeSet<PathBuf> = store.open_report().removed_orphans.iter().cloned().collect();
+    assert_eq!(removed, orphans, "open removes and reports exactly the orphans");
+    for o in &orphans {
+        assert!(!o.exists(), "{} still exists", o.display());
+    }
+    assert_eq!(segment_files(dir.path()), live_segments, "live segments stay");
+    assert_ids_exactly_once(&store, &batch_ids("e", 50), "data after orphan removal");
+    drop(store);
+    assert!(open(dir.path()).open_report().removed_orphans.is_empty(), "nothing left to remove");
+}
+
+#[test]
+fn second_open_of_a_data_dir_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = open(dir.path());
+    match Store::open(dir.path(), StoreOptions::default()) {
+        Err(StoreError::Locked(path)) => assert_eq!(path, dir.path()),
+        Err(e) => panic!("expected StoreError::Locked, got {e}"),
+        Ok(_) => panic!("two stores must not share a data dir"),
+    }
+    first.ingest(P, numbered("e", 3)).expect("the first store keeps working");
+    drop(first);
+    let second = Store::open(dir.path(), options(4, Arc::new(NoSync))).expect("open after the first is gone");
+    assert_ids_exactly_once(&second, &batch_ids("e", 3), "data of the first store");
+    assert_eq!(second.records(ProjectId(2)).expect("records").len(), 0, "other projects are empty");
+}
