@@ -51,20 +51,36 @@ fn table(title: &str, rows: &[(String, u64)], total: u64, limit: usize) {
         return;
     }
     println!("\n{title}");
-    let width = rows.iter().take(limit).map(|(n, _)| n.chars().count()).max().unwrap_or(0);
+    let width = rows
+        .iter()
+        .take(limit)
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(0);
     for (name, n) in rows.iter().take(limit) {
-        let share = if total == 0 { 0.0 } else { *n as f64 * 100.0 / total as f64 };
+        let share = if total == 0 {
+            0.0
+        } else {
+            *n as f64 * 100.0 / total as f64
+        };
         println!("  {name:<width$}  {n:>12}  {share:5.1}%");
     }
     if rows.len() > limit {
         let rest: u64 = rows[limit..].iter().map(|(_, n)| n).sum();
-        println!("  {:<width$}  {rest:>12}  ({} more)", "…", rows.len() - limit);
+        println!(
+            "  {:<width$}  {rest:>12}  ({} more)",
+            "…",
+            rows.len() - limit
+        );
     }
 }
 
 pub fn stats(s: &Stats, as_json: bool) {
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&stats_json(s)).expect("json values serialize"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&stats_json(s)).expect("json values serialize")
+        );
         return;
     }
     println!("events       {}", s.events);
@@ -101,7 +117,10 @@ pub fn import_summaries(summaries: &[(ImportSummary, Duration)], as_json: bool) 
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({"files": files})).expect("json values serialize"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"files": files})).expect("json values serialize")
+        );
         return;
     }
     for (s, took) in summaries {

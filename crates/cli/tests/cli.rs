@@ -86,7 +86,11 @@ fn csv_with_three_bad_rows(dir: &Path) -> PathBuf {
             100 => format!("e{i},c{},login,not-a-time,web,0.5\n", i % 50),
             500 => format!("e{i},,login,2026-03-01T10:00:00Z,web,0.5\n"),
             900 => format!("e{i},c{},login,2026-03-01T10:00:00Z,web,7\n", i % 50),
-            _ => format!("e{i},c{},login,2026-03-01T10:{:02}:00Z,web,0.5\n", i % 50, i % 60),
+            _ => format!(
+                "e{i},c{},login,2026-03-01T10:{:02}:00Z,web,0.5\n",
+                i % 50,
+                i % 60
+            ),
         };
         text.push_str(&row);
     }
@@ -107,7 +111,10 @@ fn three_malformed_rows_among_1000_import_997_and_report_their_lines() {
     assert!(text.contains("rejected 3"), "{text}");
     assert!(text.contains("line 100: timestamp"), "{text}");
     assert!(text.contains("line 500: customer_id"), "{text}");
-    assert!(text.contains("line 900: properties.sentiment") || text.contains("line 900: sentiment"), "{text}");
+    assert!(
+        text.contains("line 900: properties.sentiment") || text.contains("line 900: sentiment"),
+        "{text}"
+    );
 
     let rejects_dir = data.join("rejects");
     let files: Vec<_> = std::fs::read_dir(&rejects_dir).unwrap().collect();
@@ -115,7 +122,11 @@ fn three_malformed_rows_among_1000_import_997_and_report_their_lines() {
     let rejects = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
     let lines: Vec<u64> = rejects
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["line"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["line"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(lines, [100, 500, 900]);
 
@@ -129,12 +140,21 @@ fn reimporting_rows_with_event_ids_imports_nothing_twice() {
     let work = tempfile::tempdir().unwrap();
     let csv = csv_with_three_bad_rows(work.path());
     let data = work.path().join("data");
-    let first = ok_json(&data, &["import", csv.to_str().unwrap(), "--format", "json"]);
+    let first = ok_json(
+        &data,
+        &["import", csv.to_str().unwrap(), "--format", "json"],
+    );
     assert_eq!(first["files"][0]["imported"], 997);
-    let again = ok_json(&data, &["import", csv.to_str().unwrap(), "--format", "json"]);
+    let again = ok_json(
+        &data,
+        &["import", csv.to_str().unwrap(), "--format", "json"],
+    );
     assert_eq!(again["files"][0]["imported"], 0);
     assert_eq!(again["files"][0]["duplicates"], 997);
-    assert_eq!(ok_json(&data, &["stats", "--format", "json"])["events"], 997);
+    assert_eq!(
+        ok_json(&data, &["stats", "--format", "json"])["events"],
+        997
+    );
 }
 
 #[test]
@@ -145,7 +165,10 @@ fn strict_import_exits_non_zero_on_any_reject_but_keeps_valid_rows() {
     let out = omnitrail(&data, &["import", csv.to_str().unwrap(), "--strict"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("3 rows were rejected"));
-    assert_eq!(ok_json(&data, &["stats", "--format", "json"])["events"], 997);
+    assert_eq!(
+        ok_json(&data, &["stats", "--format", "json"])["events"],
+        997
+    );
 }
 
 #[test]
@@ -153,10 +176,16 @@ fn a_file_without_an_activity_column_is_a_clear_error() {
     let work = tempfile::tempdir().unwrap();
     let path = work.path().join("no-activity.csv");
     std::fs::write(&path, "customer_id,timestamp\nc1,2026-01-01\n").unwrap();
-    let out = omnitrail(&work.path().join("data"), &["import", path.to_str().unwrap()]);
+    let out = omnitrail(
+        &work.path().join("data"),
+        &["import", path.to_str().unwrap()],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no-activity.csv") && err.contains("activity"), "{err}");
+    assert!(
+        err.contains("no-activity.csv") && err.contains("activity"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -164,7 +193,15 @@ fn demo_generates_once_and_stats_show_channels_and_stages() {
     let data = tempfile::tempdir().unwrap();
     let stats = ok_json(
         data.path(),
-        &["demo", "--customers", "300", "--seed", "7", "--format", "json"],
+        &[
+            "demo",
+            "--customers",
+            "300",
+            "--seed",
+            "7",
+            "--format",
+            "json",
+        ],
     );
     let events = stats["events"].as_u64().unwrap();
     assert!(events >= 300 * 25, "{events} events");
@@ -178,7 +215,10 @@ fn demo_generates_once_and_stats_show_channels_and_stages() {
     assert_eq!(stages.first(), Some(&"awareness"), "{stages:?}");
     assert!(!stages.contains(&"unmapped"), "{stages:?}");
     // A second run finds data and leaves it alone.
-    let again = ok_json(data.path(), &["demo", "--customers", "50", "--format", "json"]);
+    let again = ok_json(
+        data.path(),
+        &["demo", "--customers", "50", "--format", "json"],
+    );
     assert_eq!(again["events"].as_u64(), Some(events));
 }
 
@@ -186,9 +226,38 @@ fn demo_generates_once_and_stats_show_channels_and_stages() {
 fn demo_is_deterministic_by_seed() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    let sa = ok_json(a.path(), &["demo", "--customers", "200", "--seed", "3", "--format", "json"]);
-    let sb = ok_json(b.path(), &["demo", "--customers", "200", "--seed", "3", "--format", "json"]);
-    for key in ["events", "customers", "by_channel", "by_activity", "first_event", "last_event"] {
+    let sa = ok_json(
+        a.path(),
+        &[
+            "demo",
+            "--customers",
+            "200",
+            "--seed",
+            "3",
+            "--format",
+            "json",
+        ],
+    );
+    let sb = ok_json(
+        b.path(),
+        &[
+            "demo",
+            "--customers",
+            "200",
+            "--seed",
+            "3",
+            "--format",
+            "json",
+        ],
+    );
+    for key in [
+        "events",
+        "customers",
+        "by_channel",
+        "by_activity",
+        "first_event",
+        "last_event",
+    ] {
         assert_eq!(sa[key], sb[key], "{key}");
     }
 }

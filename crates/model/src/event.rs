@@ -1,6 +1,6 @@
 //! The canonical touchpoint event and its JSON form (DESIGN.md §3).
 
-use crate::value::{check_property, well_known_type, MAX_NAME_LEN};
+use crate::value::{check_property, check_value_size, well_known_type, MAX_NAME_LEN};
 use crate::{Channel, Identifier, IdentifierKind, Timestamp, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -112,8 +112,12 @@ impl Event {
         }
         for (name, value) in &self.properties {
             check_name("properties", name)?;
-            check_property(name, value.clone())
-                .map_err(|r| ValidationError::new(format!("properties.{name}"), r))?;
+            let checked = if well_known_type(name).is_some() {
+                check_property(name, value.clone()).map(drop)
+            } else {
+                check_value_size(value)
+            };
+            checked.map_err(|r| ValidationError::new(format!("properties.{name}"), r))?;
         }
         for name in self.traits.keys() {
             check_name("traits", name)?;
@@ -139,7 +143,13 @@ impl Event {
         for key in obj.keys() {
             if !matches!(
                 key.as_str(),
-                "event_id" | "timestamp" | "identifiers" | "channel" | "activity" | "properties" | "traits"
+                "event_id"
+                    | "timestamp"
+                    | "identifiers"
+                    | "channel"
+                    | "activity"
+                    | "properties"
+                    | "traits"
             ) {
                 return Err(ValidationError::new(
                     key.as_str(),
@@ -236,7 +246,12 @@ impl Event {
         let ids: serde_json::Map<String, serde_json::Value> = self
             .identifiers
             .iter()
-            .map(|i| (i.kind.as_str(), serde_json::Value::String(i.value.clone())))
+            .map(|i| {
+                (
+                    i.kind.as_str().into_owned(),
+                    serde_json::Value::String(i.value.clone()),
+                )
+            })
             .collect();
         obj.insert("identifiers".into(), ids.into());
         obj.insert("channel".into(), self.channel.as_str().into());
@@ -278,7 +293,10 @@ fn check_activity(activity: &str) -> Result<String, ValidationError> {
         ));
     }
     if a.chars().any(char::is_control) {
-        return Err(ValidationError::new("activity", "contains control characters"));
+        return Err(ValidationError::new(
+            "activity",
+            "contains control characters",
+        ));
     }
     Ok(a.to_string())
 }
@@ -404,9 +422,21 @@ mod tests {
             ("activity", json!(7), "activity"),
             ("identifiers", json!({"email": "nope"}), "identifiers.email"),
             ("identifiers", json!({}), "identifiers"),
-            ("properties", json!({"sentiment": 4}), "properties.sentiment"),
-            ("properties", json!({"outcome": "great"}), "properties.outcome"),
-            ("properties", json!({"a": {"b": {"c": {"d": {"e": 1}}}}}), "properties.a.b.c.d"),
+            (
+                "properties",
+                json!({"sentiment": 4}),
+                "properties.sentiment",
+            ),
+            (
+                "properties",
+                json!({"outcome": "great"}),
+                "properties.outcome",
+            ),
+            (
+                "properties",
+                json!({"a": {"b": {"c": {"d": {"e": 1}}}}}),
+                "properties.a.b.c.d",
+            ),
             ("timestmap", json!("x"), "timestmap"),
         ];
         for (key, value, field) in cases {

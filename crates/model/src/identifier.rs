@@ -72,10 +72,21 @@ impl IdentifierKind {
         })
     }
 
-    pub fn as_str(&self) -> String {
+    /// The kind's name; borrowed for every kind but `social:<network>`.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            IdentifierKind::Social(n) => format!("social:{n}"),
-            other => other.simple_name().to_string(),
+            IdentifierKind::Social(n) => format!("social:{n}").into(),
+            other => other.simple_name().into(),
+        }
+    }
+
+    /// Writes the kind's name without allocating (hot paths hash and encode it).
+    pub fn write_name(&self, out: &mut Vec<u8>) {
+        if let IdentifierKind::Social(n) = self {
+            out.extend_from_slice(b"social:");
+            out.extend_from_slice(n.as_bytes());
+        } else {
+            out.extend_from_slice(self.simple_name().as_bytes());
         }
     }
 
@@ -94,7 +105,7 @@ impl IdentifierKind {
 
     /// Brings a raw value to the kind's normal form, or says why it cannot be one.
     pub fn normalize(&self, raw: &str) -> Result<String, IdentifierError> {
-        let kind = self.as_str();
+        let kind = self.as_str().into_owned();
         let v = raw.trim();
         if v.is_empty() {
             return Err(IdentifierError::Empty { kind });
@@ -189,7 +200,10 @@ impl fmt::Display for IdentifierKind {
 
 impl Serialize for IdentifierKind {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.as_str())
+        match self {
+            IdentifierKind::Social(_) => s.serialize_str(&self.as_str()),
+            other => s.serialize_str(other.simple_name()),
+        }
     }
 }
 
@@ -273,10 +287,20 @@ mod tests {
 
     #[test]
     fn kinds_parse_and_print() {
-        for k in ["user_id", "anonymous_id", "email", "phone", "device_id", "crm_id"] {
+        for k in [
+            "user_id",
+            "anonymous_id",
+            "email",
+            "phone",
+            "device_id",
+            "crm_id",
+        ] {
             assert_eq!(IdentifierKind::parse(k).unwrap().as_str(), k);
         }
-        assert_eq!(IdentifierKind::parse("userId").unwrap(), IdentifierKind::UserId);
+        assert_eq!(
+            IdentifierKind::parse("userId").unwrap(),
+            IdentifierKind::UserId
+        );
         assert_eq!(
             IdentifierKind::parse("Loyalty_Card").unwrap(),
             IdentifierKind::Custom("loyalty_card".into())

@@ -16,7 +16,9 @@ pub use timestamp::{Timestamp, TimestampError, MICROS_PER_SECOND};
 pub use value::{check_property, property_from_text, Outcome, Value, WELL_KNOWN_PROPERTIES};
 
 /// A project: every stored row belongs to one. Local use has the default project.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct ProjectId(pub u32);
 
 impl ProjectId {
@@ -24,7 +26,9 @@ impl ProjectId {
 }
 
 /// A resolved customer, stable for the life of the data dir.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct CustomerId(pub u64);
 
 impl std::fmt::Display for CustomerId {

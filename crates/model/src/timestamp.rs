@@ -73,7 +73,8 @@ impl Timestamp {
         // A leap second is folded onto the last second of the minute.
         let second = second.min(59);
         let days = days_from_civil(year, month, day);
-        let secs = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
+        let secs =
+            days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
         Ok(Timestamp(secs * MICROS_PER_SECOND + i64::from(micros)))
     }
 
@@ -187,10 +188,12 @@ impl Timestamp {
         if !cur.done() {
             return Err(syntax());
         }
-        let local = Timestamp::from_civil(year, month, day, hour, minute, second, micros)
-            .map_err(|e| match e {
-                TimestampError::OutOfRange(_) => TimestampError::OutOfRange(s.to_string()),
-                _ => syntax(),
+        let local =
+            Timestamp::from_civil(year, month, day, hour, minute, second, micros).map_err(|e| {
+                match e {
+                    TimestampError::OutOfRange(_) => TimestampError::OutOfRange(s.to_string()),
+                    _ => syntax(),
+                }
             })?;
         let ts = Timestamp(local.0 - offset_secs * MICROS_PER_SECOND);
         if !ts.in_range() {
@@ -325,10 +328,16 @@ mod tests {
         assert_eq!(ts("2026-03-01T10:15"), base);
         assert_eq!(ts("2026-03-01T10:15:00.123456789Z"), base + 123_456);
         assert_eq!(ts("2026-03-01T10:15:00.5Z"), base + 500_000);
-        assert_eq!(ts("2026-03-01"), base - (10 * 3600 + 15 * 60) * MICROS_PER_SECOND);
+        assert_eq!(
+            ts("2026-03-01"),
+            base - (10 * 3600 + 15 * 60) * MICROS_PER_SECOND
+        );
         assert_eq!(ts("1772360100"), base);
         assert_eq!(ts("1772360100000"), base);
-        assert_eq!(ts("2011-10-11 13:45:40.276000+02:00"), 1_318_333_540_276_000);
+        assert_eq!(
+            ts("2011-10-11 13:45:40.276000+02:00"),
+            1_318_333_540_276_000
+        );
     }
 
     #[test]

@@ -138,17 +138,21 @@ pub fn well_known_type(name: &str) -> Option<WellKnownType> {
 pub const MAX_STRING_VALUE_LEN: usize = 8 * 1024;
 pub const MAX_NAME_LEN: usize = 128;
 
+/// The size limit every string value is held to.
+pub fn check_value_size(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Str(s) if s.len() > MAX_STRING_VALUE_LEN => Err(format!(
+            "string is {} bytes, more than the limit of {MAX_STRING_VALUE_LEN}",
+            s.len()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Checks (and normalizes) a property value against its well-known type, if it has one.
 /// The error is the reason alone; callers add the field path.
 pub fn check_property(name: &str, value: Value) -> Result<Value, String> {
-    if let Value::Str(s) = &value {
-        if s.len() > MAX_STRING_VALUE_LEN {
-            return Err(format!(
-                "string is {} bytes, more than the limit of {MAX_STRING_VALUE_LEN}",
-                s.len()
-            ));
-        }
-    }
+    check_value_size(&value)?;
     let Some(ty) = well_known_type(name) else {
         return Ok(value);
     };
@@ -156,12 +160,18 @@ pub fn check_property(name: &str, value: Value) -> Result<Value, String> {
         (WellKnownType::Outcome, Value::Str(s)) => Outcome::parse(&s)
             .map(|o| Value::Str(o.as_str().to_string()))
             .ok_or_else(|| {
-                format!("'{s}' is not an outcome (success, failure, abandoned, escalated, resolved)")
+                format!(
+                    "'{s}' is not an outcome (success, failure, abandoned, escalated, resolved)"
+                )
             }),
         (WellKnownType::Sentiment, Value::Num(n)) if (-1.0..=1.0).contains(&n) => Ok(Value::Num(n)),
-        (WellKnownType::Sentiment, v) => Err(format!("{v} is not a sentiment (a number from -1 to 1)")),
+        (WellKnownType::Sentiment, v) => {
+            Err(format!("{v} is not a sentiment (a number from -1 to 1)"))
+        }
         (WellKnownType::Seconds, Value::Num(n)) if n.is_finite() && n >= 0.0 => Ok(Value::Num(n)),
-        (WellKnownType::Seconds, v) => Err(format!("{v} is not a duration (a number of seconds, 0 or more)")),
+        (WellKnownType::Seconds, v) => Err(format!(
+            "{v} is not a duration (a number of seconds, 0 or more)"
+        )),
         (WellKnownType::Amount, Value::Num(n)) if n.is_finite() => Ok(Value::Num(n)),
         (WellKnownType::Amount, v) => Err(format!("{v} is not a number")),
         (WellKnownType::Text, Value::Str(s)) => Ok(Value::Str(s)),

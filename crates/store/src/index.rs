@@ -26,10 +26,9 @@ pub fn dedup_key(project: ProjectId, event_id: &str) -> u128 {
 }
 
 pub fn identifier_key(project: ProjectId, id: &Identifier) -> u128 {
-    let kind = id.kind.as_str();
-    let mut buf = Vec::with_capacity(kind.len() + id.value.len() + 6);
+    let mut buf = Vec::with_capacity(id.value.len() + 32);
     buf.extend_from_slice(&project.0.to_le_bytes());
-    buf.extend_from_slice(kind.as_bytes());
+    id.kind.write_name(&mut buf);
     buf.push(0x1f);
     buf.extend_from_slice(id.value.as_bytes());
     xxhash_rust::xxh3::xxh3_128(&buf)
@@ -82,7 +81,11 @@ pub fn write_run(
     })
 }
 
-pub fn read_run(path: &Path, dedup: &mut DedupSet, keys: &mut CustomerKeys) -> Result<(), StoreError> {
+pub fn read_run(
+    path: &Path,
+    dedup: &mut DedupSet,
+    keys: &mut CustomerKeys,
+) -> Result<(), StoreError> {
     let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
     let corrupt = |reason: &str| StoreError::Corrupt {
         path: path.to_path_buf(),
@@ -104,7 +107,9 @@ pub fn read_run(path: &Path, dedup: &mut DedupSet, keys: &mut CustomerKeys) -> R
     let mut pos = 24;
     dedup.reserve(n_dedup);
     for _ in 0..n_dedup {
-        dedup.insert(u128::from_le_bytes(body[pos..pos + 16].try_into().expect("16 bytes")));
+        dedup.insert(u128::from_le_bytes(
+            body[pos..pos + 16].try_into().expect("16 bytes"),
+        ));
         pos += 16;
     }
     keys.reserve(n_keys);

@@ -25,7 +25,7 @@ pub use meta::{DeadLetter, ImportRecord, Meta};
 
 use index::{CustomerKeys, DedupSet};
 use log::{lock, GroupCommit, LogFile};
-use omnitrail_model::{CustomerId, Event, IdentifierKind, ProjectId, SystemClock, Clock};
+use omnitrail_model::{Clock, CustomerId, Event, IdentifierKind, ProjectId, SystemClock};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -152,6 +152,8 @@ impl Tail {
 }
 
 type CacheKey = (ProjectId, u32, ScanSpec);
+/// A cached scan and the (manifest version, durable seq end) it was built at.
+type CacheEntry = ((u64, u64), Arc<Journeys>);
 
 pub struct Store {
     dir: PathBuf,
@@ -162,7 +164,7 @@ pub struct Store {
     tail: RwLock<Tail>,
     manifest: RwLock<Arc<Manifest>>,
     compaction: Mutex<()>,
-    cache: Mutex<HashMap<CacheKey, ((u64, u64), Arc<Journeys>)>>,
+    cache: Mutex<HashMap<CacheKey, CacheEntry>>,
     report: OpenReport,
     _lock: File,
 }
@@ -206,6 +208,15 @@ impl Store {
         let d = opts.durability.clone();
         let manifest = match Manifest::load(dir)? {
             Some(m) => m,
+            None if has_files(&dir.join(SEGMENT_DIR)) || has_files(&dir.join(INDEX_DIR)) => {
+                // Without its manifest every segment would look like an orphan and be
+                // deleted; refuse instead of losing data.
+                return Err(StoreError::Corrupt {
+                    path: dir.join(manifest::MANIFEST_FILE),
+                    reason: "missing, but the data dir holds segments; restore it from a backup"
+                        .into(),
+                });
+            }
             None => {
                 let m = Manifest::new(opts.partitions);
                 m.save(dir, d.as_ref())?;
@@ -245,7 +256,11 @@ impl Store {
                     read.file_len - read.valid_len,
                     path.display()
                 );
-                report.cut_tail = Some((path.clone(), read.file_len - read.valid_len, problem.clone()));
+                report.cut_tail = Some((
+                    path.clone(),
+                    read.file_len - read.valid_len,
+                    problem.clone(),
+                ));
             }
             let records: Vec<LogRecord> = read
                 .records
@@ -299,7 +314,10 @@ impl Store {
     }
 
     pub fn manifest(&self) -> Arc<Manifest> {
-        self.manifest.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.manifest
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn partitions(&self) -> u32 {
@@ -324,7 +342,9 @@ impl Store {
                 idx.dedup.insert(index::dedup_key(r.project, id));
             }
             for i in &r.event.identifiers {
-                idx.keys.entry(index::identifier_key(r.project, i)).or_insert(r.customer);
+                idx.keys
+                    .entry(index::identifier_key(r.project, i))
+                    .or_insert(r.customer);
             }
         }
         Ok(idx)
@@ -332,7 +352,11 @@ impl Store {
 
     /// Stores validated events durably. Returns only after they are fsynced; an error
     /// means none of them may be assumed stored (a retry is safe with event ids).
-    pub fn ingest(&self, project: ProjectId, events: Vec<Event>) -> Result<IngestOutcome, StoreError> {
+    pub fn ingest(
+        &self,
+        project: ProjectId,
+        events: Vec<Event>,
+    ) -> Result<IngestOutcome, StoreError> {
         self.commit.check_poisoned()?;
         if events.iter().any(|e| e.identifiers.is_empty()) {
             return Err(StoreError::NoIdentifier);
@@ -349,7 +373,6 @@ impl Store {
             }
             let st = &mut *st;
             let idx = st.indexes.as_mut().expect("loaded above");
-            let mut frames = Vec::with_capacity(events.len() * 200);
             let mut records = Vec::with_capacity(events.len());
             for event in events {
                 if let Some(id) = &event.event_id {
@@ -376,32 +399,32 @@ impl Store {
                 for k in keys {
                     idx.keys.entry(k).or_insert(customer);
                 }
-                let record = LogRecord {
+                records.push(LogRecord {
                     seq: st.next_seq,
                     project,
                     customer,
                     event,
-                };
+                });
                 st.next_seq += 1;
-                if let Err(e) = log::encode_frame(&record, &mut frames) {
-                    // Indexes already count this batch; only a restart makes them true again.
-                    return Err(StoreError::Poisoned(e.to_string()));
-                }
                 outcome.customers.push(Some(customer));
-                records.push(record);
             }
             if records.is_empty() {
                 return Ok(outcome);
             }
             outcome.stored = records.len() as u64;
             let max_seq = records.last().map(|r| r.seq).unwrap_or(0);
+            let frames = match encode_frames(&records) {
+                Ok(f) => f,
+                // The indexes already count this batch; only a restart makes them true again.
+                Err(e) => return Err(StoreError::Poisoned(e.to_string())),
+            };
             // Queued records go to the tail at once but scans only show them once durable.
             self.tail
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .active
                 .extend(records);
-            self.commit.enqueue(&frames, max_seq)?
+            self.commit.enqueue(frames, max_seq)?
         };
         self.commit.wait_durable(ticket)?;
         let waiting = self.tail.read().unwrap_or_else(|p| p.into_inner()).len();
@@ -418,12 +441,20 @@ impl Store {
 
     /// Moves every logged event into Parquet segments, then merges partitions that have
     /// too many segments. Safe to call at any time; concurrent ingest continues.
+    ///
+    /// A failed compaction poisons the store: the files on disk may no longer match the
+    /// manifest in memory, and only reopening (which trusts the disk) makes them agree.
     pub fn compact(&self) -> Result<CompactionReport, StoreError> {
         let _only_one = lock(&self.compaction);
+        self.commit.check_poisoned()?;
+        self.compact_locked().inspect_err(|e| self.commit.poison(e))
+    }
+
+    fn compact_locked(&self) -> Result<CompactionReport, StoreError> {
         let mut report = CompactionReport::default();
         let d = self.opts.durability.clone();
         // Seal: no new records enter while the active log is swapped for a new file.
-        let (seq_end, next_customer, sealed, key_entries, dedup_entries) = {
+        let (seq_end, next_customer, sealed) = {
             let st = lock(&self.ingest);
             let mut tail = self.tail.write().unwrap_or_else(|p| p.into_inner());
             if !tail.active.is_empty() {
@@ -435,23 +466,24 @@ impl Store {
                 return Ok(report);
             }
             let sealed = tail.sealed.clone();
-            let mut dedup = Vec::new();
-            let mut keys = BTreeMap::new();
-            for (_, records) in &sealed {
-                for r in records.iter() {
-                    if let Some(id) = &r.event.event_id {
-                        dedup.push(index::dedup_key(r.project, id));
-                    }
-                    // First seen wins, as in ingest; runs are read in order with the same rule.
-                    for i in &r.event.identifiers {
-                        keys.entry(index::identifier_key(r.project, i))
-                            .or_insert(r.customer);
-                    }
-                }
-            }
-            (st.next_seq, st.next_customer, sealed, keys, dedup)
+            (st.next_seq, st.next_customer, sealed)
         };
 
+        let mut dedup = Vec::new();
+        let mut keys = Vec::new();
+        for (_, records) in &sealed {
+            for r in records.iter() {
+                if let Some(id) = &r.event.event_id {
+                    dedup.push(index::dedup_key(r.project, id));
+                }
+                for i in &r.event.identifiers {
+                    keys.push((index::identifier_key(r.project, i), r.customer));
+                }
+            }
+        }
+        // First seen wins, as in ingest: a stable sort keeps log order among equal keys.
+        keys.sort_by_key(|(k, _)| *k);
+        keys.dedup_by_key(|(k, _)| *k);
         let manifest = self.manifest();
         let mut groups: BTreeMap<(ProjectId, u32), Vec<&LogRecord>> = BTreeMap::new();
         for (_, records) in &sealed {
@@ -480,8 +512,7 @@ impl Store {
         report.segments_written = written.len() as u64;
         let run = format!("{INDEX_DIR}/{next_file_id:012}.idx");
         next_file_id += 1;
-        let key_entries: Vec<(u128, CustomerId)> = key_entries.into_iter().collect();
-        index::write_run(&self.dir.join(&run), &dedup_entries, &key_entries, d.as_ref())?;
+        index::write_run(&self.dir.join(&run), &dedup, &keys, d.as_ref())?;
         sync_dir(d.as_ref(), &self.dir.join(SEGMENT_DIR))?;
 
         let mut next = (*manifest).clone();
@@ -514,7 +545,10 @@ impl Store {
         records: &[&LogRecord],
         d: &dyn Durability,
     ) -> Result<SegmentMeta, StoreError> {
-        let rel = format!("{SEGMENT_DIR}/{}/p{partition:03}/{file_id:012}.parquet", project.0);
+        let rel = format!(
+            "{SEGMENT_DIR}/{}/p{partition:03}/{file_id:012}.parquet",
+            project.0
+        );
         let path = self.dir.join(&rel);
         let parent = path.parent().expect("segment paths have a parent");
         std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
@@ -525,8 +559,16 @@ impl Store {
             project,
             partition,
             rows: records.len() as u64,
-            min_ts: records.iter().map(|r| r.event.timestamp.as_micros()).min().unwrap_or(0),
-            max_ts: records.iter().map(|r| r.event.timestamp.as_micros()).max().unwrap_or(0),
+            min_ts: records
+                .iter()
+                .map(|r| r.event.timestamp.as_micros())
+                .min()
+                .unwrap_or(0),
+            max_ts: records
+                .iter()
+                .map(|r| r.event.timestamp.as_micros())
+                .max()
+                .unwrap_or(0),
             bytes,
         })
     }
@@ -537,7 +579,10 @@ impl Store {
         let manifest = self.manifest();
         let mut by_partition: BTreeMap<(ProjectId, u32), Vec<&SegmentMeta>> = BTreeMap::new();
         for s in &manifest.segments {
-            by_partition.entry((s.project, s.partition)).or_default().push(s);
+            by_partition
+                .entry((s.project, s.partition))
+                .or_default()
+                .push(s);
         }
         // Size-tiered: merge the smallest segments down to half the limit, so a large
         // merged segment is not rewritten on every merge.
@@ -564,7 +609,8 @@ impl Store {
             }
             records.sort_by_key(|r| (r.customer, r.event.timestamp, r.seq));
             let refs: Vec<&LogRecord> = records.iter().collect();
-            let meta = self.write_new_segment(project, partition, next.next_file_id, &refs, d.as_ref())?;
+            let meta =
+                self.write_new_segment(project, partition, next.next_file_id, &refs, d.as_ref())?;
             next.next_file_id += 1;
             let old_files: Vec<String> = old.iter().map(|s| s.file.clone()).collect();
             next.segments.retain(|s| !old_files.contains(&s.file));
@@ -650,10 +696,34 @@ impl Store {
     }
 }
 
+/// Encodes records into log frames, in parallel for large batches; order is kept.
+fn encode_frames(records: &[LogRecord]) -> Result<Vec<u8>, StoreError> {
+    use rayon::prelude::*;
+    let chunks: Vec<Vec<u8>> = records
+        .par_chunks(4096)
+        .map(|chunk| {
+            let mut buf = Vec::with_capacity(chunk.len() * 256);
+            for r in chunk {
+                log::encode_frame(r, &mut buf)?;
+            }
+            Ok(buf)
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(chunks.concat())
+}
+
 fn sync_dir(d: &dyn Durability, dir: &Path) -> Result<(), StoreError> {
     d.sync_dir(dir).map_err(|e| StoreError::Fsync {
         path: dir.to_path_buf(),
         source: e,
+    })
+}
+
+fn has_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|e| e.path().is_file() || has_files(&e.path()))
     })
 }
 

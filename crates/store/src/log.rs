@@ -40,8 +40,8 @@ pub fn encode_frame(record: &LogRecord, out: &mut Vec<u8>) -> Result<(), StoreEr
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER]);
     let out_vec = std::mem::take(out);
-    let mut out_vec = postcard::to_extend(record, out_vec)
-        .map_err(|e| StoreError::Encode(e.to_string()))?;
+    let mut out_vec =
+        postcard::to_extend(record, out_vec).map_err(|e| StoreError::Encode(e.to_string()))?;
     let len = (out_vec.len() - start - FRAME_HEADER) as u32;
     let crc = crc32fast::hash(&out_vec[start + FRAME_HEADER..]);
     out_vec[start..start + 4].copy_from_slice(&len.to_le_bytes());
@@ -67,15 +67,27 @@ pub fn read_log_file(path: &Path) -> Result<LogRead, StoreError> {
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| StoreError::io(path, e))?;
     let file_len = bytes.len() as u64;
-    if bytes.len() < LOG_MAGIC.len() || &bytes[..LOG_MAGIC.len()] != LOG_MAGIC {
-        // A crash between creating the file and writing its magic leaves it short; an
-        // empty or partial header holds no records.
-        let problem = (!LOG_MAGIC.starts_with(&bytes)).then(|| "bad file header".to_string());
+    if bytes.len() >= LOG_MAGIC.len() && &bytes[..LOG_MAGIC.len()] != LOG_MAGIC {
+        // A whole but wrong header is not a torn write: cutting it would drop every
+        // acknowledged event in the file.
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "not an omnitrail ingest log (bad file header)".into(),
+        });
+    }
+    if bytes.len() < LOG_MAGIC.len() {
+        // A crash between creating the file and writing its magic leaves it short; a
+        // partial header holds no records.
+        let problem = if LOG_MAGIC.starts_with(&bytes) {
+            (file_len > 0).then(|| "torn file header".to_string())
+        } else {
+            Some("bad file header".to_string())
+        };
         return Ok(LogRead {
             records: Vec::new(),
             valid_len: 0,
             file_len,
-            problem: problem.or_else(|| (file_len > 0).then(|| "torn file header".into())),
+            problem,
         });
     }
     let mut pos = LOG_MAGIC.len();
@@ -154,7 +166,8 @@ impl LogFile {
             .map_err(|e| StoreError::io(path, e))?;
         let len = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
         if len != valid_len {
-            file.set_len(valid_len).map_err(|e| StoreError::io(path, e))?;
+            file.set_len(valid_len)
+                .map_err(|e| StoreError::io(path, e))?;
             d.sync_file(&file).map_err(|e| StoreError::Fsync {
                 path: path.to_path_buf(),
                 source: e,
@@ -162,7 +175,8 @@ impl LogFile {
         }
         let mut file = file;
         if valid_len == 0 {
-            file.write_all(LOG_MAGIC).map_err(|e| StoreError::io(path, e))?;
+            file.write_all(LOG_MAGIC)
+                .map_err(|e| StoreError::io(path, e))?;
         }
         use std::io::Seek;
         file.seek(std::io::SeekFrom::End(0))
@@ -236,13 +250,26 @@ impl GroupCommit {
         }
     }
 
+    /// Refuses every later write; `why` is reported to each refused caller.
+    pub fn poison(&self, why: &dyn std::fmt::Display) {
+        let mut st = lock(&self.state);
+        if st.poisoned.is_none() {
+            st.poisoned = Some(why.to_string());
+        }
+        self.wake.notify_all();
+    }
+
     /// Queues frames holding records up to `max_seq`; returns the ticket to wait on.
-    pub fn enqueue(&self, frames: &[u8], max_seq: u64) -> Result<u64, StoreError> {
+    pub fn enqueue(&self, frames: Vec<u8>, max_seq: u64) -> Result<u64, StoreError> {
         let mut st = lock(&self.state);
         if let Some(why) = &st.poisoned {
             return Err(StoreError::Poisoned(why.clone()));
         }
-        st.pending.extend_from_slice(frames);
+        if st.pending.is_empty() {
+            st.pending = frames;
+        } else {
+            st.pending.extend_from_slice(&frames);
+        }
         st.pending_max_seq = st.pending_max_seq.max(max_seq);
         st.issued += 1;
         Ok(st.issued)
@@ -280,6 +307,9 @@ impl GroupCommit {
                 Err(e) => {
                     tracing::error!("ingest log write failed, refusing all further writes: {e}");
                     st.poisoned = Some(e.to_string());
+                    self.wake.notify_all();
+                    // The leader reports the failure itself; the others see the poison.
+                    return Err(e);
                 }
             }
             self.wake.notify_all();

@@ -79,11 +79,16 @@ impl Manifest {
 
     pub fn save(&self, dir: &Path, d: &dyn Durability) -> Result<(), StoreError> {
         let path = dir.join(MANIFEST_FILE);
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| StoreError::Encode(e.to_string()))?;
         write_atomically(d, &path, &bytes).map_err(|e| StoreError::Fsync { path, source: e })
     }
 
-    pub fn segments_of(&self, project: ProjectId, partition: u32) -> impl Iterator<Item = &SegmentMeta> {
+    pub fn segments_of(
+        &self,
+        project: ProjectId,
+        partition: u32,
+    ) -> impl Iterator<Item = &SegmentMeta> {
         self.segments
             .iter()
             .filter(move |s| s.project == project && s.partition == partition)

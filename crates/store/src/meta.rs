@@ -105,7 +105,12 @@ impl Meta {
         Ok(Meta { conn })
     }
 
-    pub fn ensure_project(&self, id: ProjectId, name: &str, now: Timestamp) -> Result<(), StoreError> {
+    pub fn ensure_project(
+        &self,
+        id: ProjectId,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "INSERT OR IGNORE INTO projects (id, name, created_at) VALUES (?1, ?2, ?3)",
@@ -160,7 +165,12 @@ impl Meta {
     }
 
     /// Dead letters of a project, oldest first, starting after `after_id`.
-    pub fn dead_letters(&self, project: ProjectId, after_id: i64, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    pub fn dead_letters(
+        &self,
+        project: ProjectId,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(

@@ -15,8 +15,7 @@ use arrow_array::{Array, ArrayRef, DictionaryArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use omnitrail_model::value::{well_known_type, WellKnownType, WELL_KNOWN_PROPERTIES};
 use omnitrail_model::{
-    Channel, CustomerId, Event, Identifier, IdentifierKind, ProjectId, Properties, Timestamp,
-    Value,
+    Channel, CustomerId, Event, Identifier, IdentifierKind, ProjectId, Properties, Timestamp, Value,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
@@ -72,20 +71,51 @@ pub fn schema() -> SchemaRef {
 }
 
 fn identifiers_json(ids: &[Identifier]) -> String {
-    let arr: Vec<serde_json::Value> = ids
+    let pairs: Vec<(std::borrow::Cow<'_, str>, &str)> = ids
         .iter()
-        .map(|i| serde_json::json!([i.kind.as_str(), i.value]))
+        .map(|i| (i.kind.as_str(), i.value.as_str()))
         .collect();
-    serde_json::Value::Array(arr).to_string()
+    serde_json::to_string(&pairs).expect("strings always serialize")
+}
+
+/// A property or trait map written as a plain JSON object (values untagged), straight
+/// from the map without building a `serde_json::Value` tree first.
+struct JsonValues<'a> {
+    values: &'a Properties,
+    skip_well_known: bool,
+}
+
+impl JsonValues<'_> {
+    fn entries(&self) -> impl Iterator<Item = (&String, &Value)> {
+        let skip = self.skip_well_known;
+        self.values
+            .iter()
+            .filter(move |(k, _)| !(skip && well_known_type(k).is_some()))
+    }
+}
+
+impl serde::Serialize for JsonValues<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.entries() {
+            match v {
+                Value::Str(text) => map.serialize_entry(k, text)?,
+                Value::Num(n) => map.serialize_entry(k, n)?,
+                Value::Bool(b) => map.serialize_entry(k, b)?,
+            }
+        }
+        map.end()
+    }
 }
 
 fn values_json(values: &Properties, skip_well_known: bool) -> Option<String> {
-    let map: serde_json::Map<String, serde_json::Value> = values
-        .iter()
-        .filter(|(k, _)| !(skip_well_known && well_known_type(k).is_some()))
-        .map(|(k, v)| (k.clone(), v.to_json()))
-        .collect();
-    (!map.is_empty()).then(|| serde_json::Value::Object(map).to_string())
+    let json = JsonValues {
+        values,
+        skip_well_known,
+    };
+    let any = json.entries().next().is_some();
+    any.then(|| serde_json::to_string(&json).expect("maps of plain values always serialize"))
 }
 
 /// Writes records (already sorted by customer, timestamp, seq) to a new Parquet file and
@@ -164,14 +194,19 @@ pub fn write_segment(
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_size(256 * 1024)
         .build();
-    let mut writer = ArrowWriter::try_new(file, schema, Some(props))
-        .map_err(|e| StoreError::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
-    writer
-        .write(&batch)
-        .map_err(|e| StoreError::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
-    let file = writer
-        .into_inner()
-        .map_err(|e| StoreError::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
+    let mut writer =
+        ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| StoreError::Parquet {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    writer.write(&batch).map_err(|e| StoreError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let file = writer.into_inner().map_err(|e| StoreError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     d.sync_file(&file).map_err(|e| StoreError::Fsync {
         path: path.to_path_buf(),
         source: e,
@@ -185,7 +220,10 @@ pub fn read_columns(
     columns: &[&str],
     mut each: impl FnMut(&RecordBatch) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let perr = |e: &dyn std::fmt::Display| StoreError::Parquet { path: path.to_path_buf(), message: e.to_string() };
+    let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(&e))?;
     let parquet_schema = builder.parquet_schema();
@@ -215,11 +253,17 @@ pub fn read_columns(
     Ok(())
 }
 
-pub fn column<'a>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a ArrayRef, StoreError> {
-    batch.column_by_name(name).ok_or_else(|| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        reason: format!("segment has no column '{name}'"),
-    })
+pub fn column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+    path: &Path,
+) -> Result<&'a ArrayRef, StoreError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("segment has no column '{name}'"),
+        })
 }
 
 pub fn dictionary<'a>(
@@ -287,8 +331,8 @@ pub fn read_records(path: &Path, project: ProjectId) -> Result<Vec<LogRecord>, S
         let traits = column(batch, COL_TRAITS, path)?.as_string::<i32>();
         for row in 0..batch.num_rows() {
             let channel_text = ch_values.value(ch_keys.keys().value(row) as usize);
-            let channel = Channel::parse(channel_text)
-                .map_err(|e| bad(path, format!("row {row}: {e}")))?;
+            let channel =
+                Channel::parse(channel_text).map_err(|e| bad(path, format!("row {row}: {e}")))?;
             let ids_json: serde_json::Value = serde_json::from_str(identifiers.value(row))
                 .map_err(|e| bad(path, format!("row {row}: identifiers: {e}")))?;
             let mut ids = Vec::new();
@@ -316,7 +360,10 @@ pub fn read_records(path: &Path, project: ProjectId) -> Result<Vec<LogRecord>, S
                 let v = if is_text(ty) {
                     Value::Str(col.as_string::<i32>().value(row).to_string())
                 } else {
-                    Value::Num(col.as_primitive::<arrow_array::types::Float64Type>().value(row))
+                    Value::Num(
+                        col.as_primitive::<arrow_array::types::Float64Type>()
+                            .value(row),
+                    )
                 };
                 props.insert(name.to_string(), v);
             }
@@ -329,7 +376,9 @@ pub fn read_records(path: &Path, project: ProjectId) -> Result<Vec<LogRecord>, S
                     timestamp: Timestamp::from_micros(ts.value(row)),
                     identifiers: ids,
                     channel,
-                    activity: act_values.value(act_keys.keys().value(row) as usize).to_string(),
+                    activity: act_values
+                        .value(act_keys.keys().value(row) as usize)
+                        .to_string(),
                     properties: props,
                     traits: if traits.is_null(row) {
                         Properties::new()

@@ -58,7 +58,13 @@ fn store_options() -> StoreOptions {
 fn crash_event(rng: &mut Rng, event_id: &str, n: u64) -> Event {
     // A few hundred customers, some reached by email as well, so identities link.
     let user = format!("u{}", rng.range(0, 300));
-    let e = ev(&user, ["web", "phone", "email"][(n % 3) as usize], "step", rng.range(0, 3600) as i64).event_id(event_id);
+    let e = ev(
+        &user,
+        ["web", "phone", "email"][(n % 3) as usize],
+        "step",
+        rng.range(0, 3600) as i64,
+    )
+    .event_id(event_id);
     if rng.range(0, 4) == 0 {
         let email = format!("{user}@example.com");
         e.also(common::id(IdentifierKind::Email, &email))
@@ -81,7 +87,10 @@ fn crash_child() {
     let mut rng = Rng(seed ^ cycle.wrapping_mul(0x2545_F491_4F6C_DD1D));
     let store = Store::open(Path::new(&dir), store_options()).expect("child: open store");
     let mut out = std::io::stdout().lock();
-    writeln!(out, "OPENED").and_then(|()| out.flush()).expect("stdout");
+    // libtest has just printed "test crash_child ... " without a newline: start a fresh line.
+    writeln!(out, "\nOPENED")
+        .and_then(|()| out.flush())
+        .expect("stdout");
 
     let started = Instant::now();
     let mut counter = 0u64;
@@ -107,7 +116,11 @@ fn crash_child() {
             let at = rng.range(0, ids.len() as u64) as usize;
             ids.insert(at, again);
         }
-        let events: Vec<Event> = ids.iter().enumerate().map(|(i, id)| crash_event(&mut rng, id, i as u64)).collect();
+        let events: Vec<Event> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| crash_event(&mut rng, id, i as u64))
+            .collect();
         let outcome = store.ingest(P, events).expect("child: ingest");
         for (id, customer) in ids.iter().zip(&outcome.customers) {
             if customer.is_some() {
@@ -117,7 +130,9 @@ fn crash_child() {
         }
         out.flush().expect("stdout");
         if rng.range(0, 7) == 0 {
-            writeln!(out, "COMPACTING").and_then(|()| out.flush()).expect("stdout");
+            writeln!(out, "COMPACTING")
+                .and_then(|()| out.flush())
+                .expect("stdout");
             store.compact().expect("child: compact");
         }
     }
@@ -153,9 +168,15 @@ struct Stats {
 
 #[test]
 fn crash_cycles_keep_every_acknowledged_event() {
-    let cycles: u64 = std::env::var("OMNITRAIL_CRASH_CYCLES").map_or(20, |v| v.parse().expect("OMNITRAIL_CRASH_CYCLES"));
+    let cycles: u64 = std::env::var("OMNITRAIL_CRASH_CYCLES")
+        .map_or(20, |v| v.parse().expect("OMNITRAIL_CRASH_CYCLES"));
     let seed: u64 = std::env::var(SEED_ENV).map_or_else(
-        |_| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos() as u64,
+        |_| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos() as u64
+        },
         |v| v.parse().expect("OMNITRAIL_CRASH_SEED"),
     );
     eprintln!("crash test: {cycles} cycles, OMNITRAIL_CRASH_SEED={seed}");
@@ -166,8 +187,16 @@ fn crash_cycles_keep_every_acknowledged_event() {
     let mut stats = Stats::default();
 
     for cycle in 0..cycles {
+        let cycle_started = Instant::now();
+        let acked_before = stats.acked;
         let mut child = Command::new(&exe)
-            .args(["crash_child", "--exact", "--include-ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash_child",
+                "--exact",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, "1")
             .env(DIR_ENV, dir.path())
             .env(CYCLE_ENV, cycle.to_string())
@@ -192,7 +221,8 @@ fn crash_cycles_keep_every_acknowledged_event() {
             std::thread::sleep(Duration::from_millis(rng.range(0, 40)));
         } else {
             let deadline = Instant::now() + Duration::from_secs(30);
-            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
                 let opened = line == "OPENED";
                 lines.push(line);
                 if opened {
@@ -216,7 +246,10 @@ fn crash_cycles_keep_every_acknowledged_event() {
         }
         for line in &lines {
             if let Some(id) = line.strip_prefix("ACK ") {
-                assert!(acked.insert(id.to_string()), "cycle {cycle}: event {id} acknowledged as new twice");
+                assert!(
+                    acked.insert(id.to_string()),
+                    "cycle {cycle}: event {id} acknowledged as new twice"
+                );
                 stats.acked += 1;
             } else if line == "COMPACTING" {
                 stats.compactions_started += 1;
@@ -231,22 +264,52 @@ fn crash_cycles_keep_every_acknowledged_event() {
         verify(&store, &acked, cycle);
         // The store takes new writes after the crash.
         let probe = format!("probe-{cycle}");
-        let out = store.ingest(P, vec![ev("probe", "web", "probe", 0).event_id(&probe)]).expect("ingest after crash");
+        let out = store
+            .ingest(P, vec![ev("probe", "web", "probe", 0).event_id(&probe)])
+            .expect("ingest after crash");
         assert_eq!(out.stored, 1, "cycle {cycle}: probe event stored");
         acked.insert(probe);
         verify(&store, &acked, cycle);
+        eprintln!(
+            "cycle {cycle}: {} new acks, {} events stored, {:?}",
+            stats.acked - acked_before,
+            acked.len(),
+            cycle_started.elapsed()
+        );
     }
-    eprintln!("crash test: {cycles} cycles, {stats:?}, {} events in the store", acked.len());
-    assert!(stats.acked > 0, "no child acknowledged anything: the test tested nothing");
+    eprintln!(
+        "crash test: {cycles} cycles, {stats:?}, {} events in the store",
+        acked.len()
+    );
+    assert!(
+        stats.acked > 0,
+        "no child acknowledged anything: the test tested nothing"
+    );
 }
 
 fn verify(store: &Store, acked: &HashSet<String>, cycle: u64) {
-    let records = store.records(P).unwrap_or_else(|e| panic!("cycle {cycle}: records: {e}"));
+    let records = store
+        .records(P)
+        .unwrap_or_else(|e| panic!("cycle {cycle}: records: {e}"));
     let counts = id_counts(&records);
     let repeated: Vec<_> = counts.iter().filter(|(_, &n)| n > 1).take(10).collect();
-    assert!(repeated.is_empty(), "cycle {cycle}: event ids stored more than once: {repeated:?}");
-    let missing: Vec<_> = acked.iter().filter(|id| !counts.contains_key(*id)).take(10).collect();
-    assert!(missing.is_empty(), "cycle {cycle}: acknowledged events lost: {missing:?}");
+    assert!(
+        repeated.is_empty(),
+        "cycle {cycle}: event ids stored more than once: {repeated:?}"
+    );
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "cycle {cycle}: acknowledged events lost: {missing:?}"
+    );
     let seqs: HashSet<u64> = records.iter().map(|r| r.seq).collect();
-    assert_eq!(seqs.len(), records.len(), "cycle {cycle}: sequence numbers are unique");
+    assert_eq!(
+        seqs.len(),
+        records.len(),
+        "cycle {cycle}: sequence numbers are unique"
+    );
 }

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{assert_ids_exactly_once, numbered, open, options, segment_files, FlakyDisk, NoSync, P};
+use common::{
+    assert_ids_exactly_once, numbered, open, options, segment_files, FlakyDisk, NoSync, P,
+};
 use omnitrail_model::ProjectId;
 use omnitrail_store::{ScanSpec, Store, StoreError, StoreOptions};
 use std::collections::BTreeSet;
@@ -23,7 +25,9 @@ fn failed_log_fsync_poisons_the_store_and_nothing_unsynced_is_acknowledged() {
         let disk = FlakyDisk::healthy();
         let store = Store::open(dir.path(), options(4, disk.clone())).expect("open");
         let mut acked = Vec::new();
-        store.ingest(P, numbered("b0-", 10)).expect("healthy ingest");
+        store
+            .ingest(P, numbered("b0-", 10))
+            .expect("healthy ingest");
         acked.extend(batch_ids("b0-", 10));
 
         // Each single-threaded ingest takes exactly one log fsync: batch k + 1 fails.
@@ -54,20 +58,39 @@ fn failed_log_fsync_poisons_the_store_and_nothing_unsynced_is_acknowledged() {
         // Poisoned: no more writes, even after the disk recovers, until a reopen.
         disk.heal();
         let again = store.ingest(P, numbered("later-", 1));
-        assert!(matches!(again, Err(StoreError::Poisoned(_))), "k={k}: ingest after a failed fsync: {again:?}");
+        assert!(
+            matches!(again, Err(StoreError::Poisoned(_))),
+            "k={k}: ingest after a failed fsync: {again:?}"
+        );
         let retry = store.ingest(P, numbered(&failed, 10));
-        assert!(matches!(retry, Err(StoreError::Poisoned(_))), "k={k}: retry before reopen: {retry:?}");
-        assert!(store.compact().is_err(), "k={k}: compaction of a poisoned store must fail");
+        assert!(
+            matches!(retry, Err(StoreError::Poisoned(_))),
+            "k={k}: retry before reopen: {retry:?}"
+        );
+        assert!(
+            store.compact().is_err(),
+            "k={k}: compaction of a poisoned store must fail"
+        );
         // Reads show only acknowledged events.
-        assert_ids_exactly_once(&store, &acked, &format!("k={k}: reads of the poisoned store"));
+        assert_ids_exactly_once(
+            &store,
+            &acked,
+            &format!("k={k}: reads of the poisoned store"),
+        );
         drop(store);
 
         // Worst case: the power went out too, taking every byte that was never fsynced.
         disk.lose_unsynced_log_data(dir.path());
         let store = open(dir.path());
-        assert_ids_exactly_once(&store, &acked, &format!("k={k}: after power loss and reopen"));
+        assert_ids_exactly_once(
+            &store,
+            &acked,
+            &format!("k={k}: after power loss and reopen"),
+        );
         // Retrying the failed batch is safe and complete.
-        let out = store.ingest(P, numbered(&failed, 10)).expect("retry after reopen");
+        let out = store
+            .ingest(P, numbered(&failed, 10))
+            .expect("retry after reopen");
         assert_eq!(out.stored + out.duplicates, 10);
         acked.extend(batch_ids(&failed, 10));
         assert_ids_exactly_once(&store, &acked, &format!("k={k}: after the retry"));
@@ -121,7 +144,14 @@ fn failed_group_commit_fails_every_waiter() {
         drop(store);
         disk.lose_unsynced_log_data(dir.path());
         let store = open(dir.path());
-        assert_ids_exactly_once(&store, &acked, &format!("k={k}: {} acknowledged events after power loss", acked.len()));
+        assert_ids_exactly_once(
+            &store,
+            &acked,
+            &format!(
+                "k={k}: {} acknowledged events after power loss",
+                acked.len()
+            ),
+        );
     }
 }
 
@@ -181,9 +211,15 @@ fn failed_fsync_during_compaction_loses_and_duplicates_nothing() {
         let store = store_before_second_compaction(dir.path(), disk.clone());
         let before = syncs(&disk, kind);
         let report = store.compact().expect("healthy compaction");
-        assert!(report.segments_merged > 0, "the setup must exercise merges: {report:?}");
+        assert!(
+            report.segments_merged > 0,
+            "the setup must exercise merges: {report:?}"
+        );
         let total = syncs(&disk, kind) - before;
-        assert!(total >= 8, "{kind:?}: a compaction with merges does several fsyncs, saw {total}");
+        assert!(
+            total >= 8,
+            "{kind:?}: a compaction with merges does several fsyncs, saw {total}"
+        );
 
         for k in 0..total {
             for then in [Then::Reopen, Then::CarryOn] {
@@ -207,32 +243,35 @@ fn failed_fsync_during_compaction_loses_and_duplicates_nothing() {
                         reopen(dir.path())
                     }
                     Then::CarryOn => match store.ingest(P, numbered("c-", 20)) {
-                        // Failing to start a new log file poisons the log like any log fsync.
+                        // Disk and manifest may disagree after a failed compaction: the
+                        // store refuses writes until a reopen trusts the disk again.
                         Err(StoreError::Poisoned(_)) => {
                             drop(store);
                             reopen(dir.path())
                         }
-                        Err(e) => panic!("{case}: ingest after the failed compaction: {e}"),
-                        Ok(_) => {
-                            want.extend(batch_ids("c-", 20));
-                            assert_ids_exactly_once(&store, &want, &format!("{case}: before compacting again"));
-                            store.compact().unwrap_or_else(|e| panic!("{case}: compacting again: {e}"));
-                            assert_ids_exactly_once(&store, &want, &format!("{case}: after compacting again"));
-                            drop(store);
-                            reopen(dir.path())
-                        }
+                        other => panic!(
+                            "{case}: a failed compaction must poison the store, got {other:?}"
+                        ),
                     },
                 };
                 assert_ids_exactly_once(&store, &want, &format!("{case}: after reopen"));
-                store.compact().unwrap_or_else(|e| panic!("{case}: compaction after reopen: {e}"));
+                store
+                    .compact()
+                    .unwrap_or_else(|e| panic!("{case}: compaction after reopen: {e}"));
                 drop(store);
                 let store = reopen(dir.path());
                 assert_ids_exactly_once(&store, &want, &format!("{case}: compacted and reopened"));
-                assert!(store.open_report().removed_orphans.is_empty(), "{case}: a clean compaction leaves no orphans");
+                assert!(
+                    store.open_report().removed_orphans.is_empty(),
+                    "{case}: a clean compaction leaves no orphans"
+                );
             }
         }
     }
-    assert!(runs >= 32, "expected a run per fsync of a compaction, got {runs}");
+    assert!(
+        runs >= 32,
+        "expected a run per fsync of a compaction, got {runs}"
+    );
 }
 
 fn expect_open_error(dir: &Path) -> StoreError {
@@ -255,20 +294,32 @@ fn corrupt_manifest_is_a_clear_error() {
         ("garbage", "{not json".to_string()),
         ("empty", String::new()),
         ("truncated", good[..good.len() / 2].to_string()),
-        ("future format", good.replacen("\"format_version\": 1", "\"format_version\": 99", 1)),
+        (
+            "future format",
+            good.replacen("\"format_version\": 1", "\"format_version\": 99", 1),
+        ),
     ];
     for (what, text) in cases {
         assert_ne!(text, good, "{what}: the case must change the manifest");
         std::fs::write(&manifest, &text).expect("write manifest");
         match expect_open_error(dir.path()) {
             StoreError::Corrupt { path, reason } => {
-                assert_eq!(path, manifest, "{what}: error names the manifest ({reason})");
+                assert_eq!(
+                    path, manifest,
+                    "{what}: error names the manifest ({reason})"
+                );
                 let message = StoreError::Corrupt { path, reason }.to_string();
-                assert!(message.contains("MANIFEST.json"), "{what}: message '{message}'");
+                assert!(
+                    message.contains("MANIFEST.json"),
+                    "{what}: message '{message}'"
+                );
             }
             other => panic!("{what}: expected StoreError::Corrupt, got {other}"),
         }
-        assert!(!segment_files(dir.path()).is_empty(), "{what}: a refused open deletes no segments");
+        assert!(
+            !segment_files(dir.path()).is_empty(),
+            "{what}: a refused open deletes no segments"
+        );
     }
     std::fs::write(&manifest, &good).expect("restore manifest");
     assert_ids_exactly_once(&open(dir.path()), &batch_ids("e", 10), "restored manifest");
@@ -276,7 +327,8 @@ fn corrupt_manifest_is_a_clear_error() {
 
 /// Runs `f`, turning a panic into a test failure that says what panicked.
 fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| panic!("{what} panicked"))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| panic!("{what} panicked"))
 }
 
 #[test]
@@ -296,18 +348,32 @@ fn corrupt_segment_is_an_error_not_a_panic() {
     let cases = [
         ("truncated to half", good[..good.len() / 2].to_vec()),
         ("footer length garbled", garbled_footer),
-        ("not parquet at all", b"hello, I am not a parquet file".to_vec()),
+        (
+            "not parquet at all",
+            b"hello, I am not a parquet file".to_vec(),
+        ),
         ("empty", Vec::new()),
     ];
     for (what, bytes) in cases {
         std::fs::write(&victim_path, &bytes).expect("damage segment");
         let store = open(dir.path());
-        let journeys = no_panic(what, || store.journeys(P, victim.partition, &ScanSpec::default()));
-        let err = journeys.err().unwrap_or_else(|| panic!("{what}: journeys of a corrupt segment must fail"));
-        assert!(err.to_string().contains(&victim.file), "{what}: error '{err}' names the segment");
+        let journeys = no_panic(what, || {
+            store.journeys(P, victim.partition, &ScanSpec::default())
+        });
+        let err = journeys
+            .err()
+            .unwrap_or_else(|| panic!("{what}: journeys of a corrupt segment must fail"));
+        assert!(
+            err.to_string().contains(&victim.file),
+            "{what}: error '{err}' names the segment"
+        );
         let records = no_panic(what, || store.records(P));
         assert!(records.is_err(), "{what}: records() must fail too");
-        for s in manifest.segments.iter().filter(|s| s.partition != victim.partition) {
+        for s in manifest
+            .segments
+            .iter()
+            .filter(|s| s.partition != victim.partition)
+        {
             store
                 .journeys(P, s.partition, &ScanSpec::default())
                 .unwrap_or_else(|e| panic!("{what}: partition {} is intact: {e}", s.partition));
@@ -315,8 +381,13 @@ fn corrupt_segment_is_an_error_not_a_panic() {
     }
     std::fs::remove_file(&victim_path).expect("remove segment");
     let store = open(dir.path());
-    let err = store.journeys(P, victim.partition, &ScanSpec::default()).expect_err("missing segment");
-    assert!(matches!(err, StoreError::Io { .. }), "a missing segment is an IO error naming it: {err}");
+    let err = store
+        .journeys(P, victim.partition, &ScanSpec::default())
+        .expect_err("missing segment");
+    assert!(
+        matches!(err, StoreError::Io { .. }),
+        "a missing segment is an IO error naming it: {err}"
+    );
 }
 
 #[test]
@@ -341,18 +412,41 @@ fn orphan_files_are_removed_on_open() {
     .collect();
     for o in &orphans {
         std::fs::create_dir_all(o.parent().expect("parent")).expect("mkdir");
-        std::fs::copy(if o.extension().is_some_and(|x| x == "parquet") { segment } else { &index }, o).expect("copy");
+        std::fs::copy(
+            if o.extension().is_some_and(|x| x == "parquet") {
+                segment
+            } else {
+                &index
+            },
+            o,
+        )
+        .expect("copy");
     }
     let store = open(dir.path());
-    let removed: BTreeSet<PathBuf> = store.open_report().removed_orphans.iter().cloned().collect();
-    assert_eq!(removed, orphans, "open removes and reports exactly the orphans");
+    let removed: BTreeSet<PathBuf> = store
+        .open_report()
+        .removed_orphans
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(
+        removed, orphans,
+        "open removes and reports exactly the orphans"
+    );
     for o in &orphans {
         assert!(!o.exists(), "{} still exists", o.display());
     }
-    assert_eq!(segment_files(dir.path()), live_segments, "live segments stay");
+    assert_eq!(
+        segment_files(dir.path()),
+        live_segments,
+        "live segments stay"
+    );
     assert_ids_exactly_once(&store, &batch_ids("e", 50), "data after orphan removal");
     drop(store);
-    assert!(open(dir.path()).open_report().removed_orphans.is_empty(), "nothing left to remove");
+    assert!(
+        open(dir.path()).open_report().removed_orphans.is_empty(),
+        "nothing left to remove"
+    );
 }
 
 #[test]
@@ -364,9 +458,65 @@ fn second_open_of_a_data_dir_is_refused() {
         Err(e) => panic!("expected StoreError::Locked, got {e}"),
         Ok(_) => panic!("two stores must not share a data dir"),
     }
-    first.ingest(P, numbered("e", 3)).expect("the first store keeps working");
+    first
+        .ingest(P, numbered("e", 3))
+        .expect("the first store keeps working");
     drop(first);
-    let second = Store::open(dir.path(), options(4, Arc::new(NoSync))).expect("open after the first is gone");
+    let second = Store::open(dir.path(), options(4, Arc::new(NoSync)))
+        .expect("open after the first is gone");
     assert_ids_exactly_once(&second, &batch_ids("e", 3), "data of the first store");
-    assert_eq!(second.records(ProjectId(2)).expect("records").len(), 0, "other projects are empty");
+    assert_eq!(
+        second.records(ProjectId(2)).expect("records").len(),
+        0,
+        "other projects are empty"
+    );
+}
+
+#[test]
+fn missing_manifest_with_segments_refuses_to_open_and_deletes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = common::open(dir.path());
+    store.ingest(P, numbered("m-", 10)).expect("ingest");
+    store.compact().expect("compact");
+    drop(store);
+    let segments = common::segment_files(dir.path());
+    assert!(!segments.is_empty());
+    std::fs::remove_file(dir.path().join("MANIFEST.json")).expect("remove manifest");
+    let err = Store::open(dir.path(), StoreOptions::default())
+        .err()
+        .expect("open must refuse");
+    assert!(
+        matches!(&err, StoreError::Corrupt { path, .. } if path.ends_with("MANIFEST.json")),
+        "{err}"
+    );
+    assert_eq!(
+        common::segment_files(dir.path()),
+        segments,
+        "no segment may be deleted as an orphan"
+    );
+}
+
+#[test]
+fn a_whole_but_wrong_log_header_is_corruption_not_a_torn_tail() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = common::open(dir.path());
+    store.ingest(P, numbered("h-", 5)).expect("ingest");
+    drop(store);
+    let log = common::log_files(dir.path()).pop().expect("a log file");
+    let mut bytes = std::fs::read(&log).expect("read log");
+    let before = bytes.clone();
+    bytes[0] ^= 0xFF;
+    std::fs::write(&log, &bytes).expect("damage header");
+    let err = Store::open(dir.path(), StoreOptions::default())
+        .err()
+        .expect("open must refuse");
+    assert!(
+        matches!(&err, StoreError::Corrupt { path, .. } if *path == log),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&log).expect("read log").len(),
+        before.len(),
+        "the damaged file is left as it was"
+    );
 }

@@ -13,10 +13,16 @@ use std::sync::Arc;
 /// same second: ingest order (seq) must break those ties.
 fn fixture() -> Vec<Event> {
     vec![
-        ev("ana", "phone", "call", 20).prop("sentiment", -0.4).prop("plan", "gold"),
+        ev("ana", "phone", "call", 20)
+            .prop("sentiment", -0.4)
+            .prop("plan", "gold"),
         ev("ben", "email", "open", 5),
-        ev("ana", "web", "login", 10).prop("sentiment", 0.5).prop("os", "iOS"),
-        ev("ana", "web", "search", 10).prop("os", "iOS").prop("plan", 3.0),
+        ev("ana", "web", "login", 10)
+            .prop("sentiment", 0.5)
+            .prop("os", "iOS"),
+        ev("ana", "web", "search", 10)
+            .prop("os", "iOS")
+            .prop("plan", 3.0),
         ev("cy", "store", "visit", 1).prop("plan", true),
         // Ben's email address links this event to him although it names no user id.
         ev("ben", "web", "click", 5)
@@ -34,7 +40,12 @@ fn fixture() -> Vec<Event> {
 
 fn spec() -> ScanSpec {
     ScanSpec {
-        properties: vec!["sentiment".into(), "os".into(), "plan".into(), "unused_prop".into()],
+        properties: vec![
+            "sentiment".into(),
+            "os".into(),
+            "plan".into(),
+            "unused_prop".into(),
+        ],
     }
 }
 
@@ -87,27 +98,79 @@ fn check_fixture(j: &Journeys, when: &str) {
     assert_eq!(j.project, P);
     assert_eq!(j.partition, 0);
     // Customers are numbered in order of first appearance: ana, ben, cy.
-    assert_eq!(j.customers, vec![CustomerId(1), CustomerId(2), CustomerId(3)], "{when}: customers");
-    assert_eq!(j.offsets, vec![0, 3, 6, 7], "{when}: offsets (ana 3, ben 3, cy 1 events)");
+    assert_eq!(
+        j.customers,
+        vec![CustomerId(1), CustomerId(2), CustomerId(3)],
+        "{when}: customers"
+    );
+    assert_eq!(
+        j.offsets,
+        vec![0, 3, 6, 7],
+        "{when}: offsets (ana 3, ben 3, cy 1 events)"
+    );
     assert_eq!(j.events(), 7);
     assert_eq!(
         j.ts,
-        vec![micros(10), micros(10), micros(20), micros(5), micros(5), micros(7), micros(1)],
+        vec![
+            micros(10),
+            micros(10),
+            micros(20),
+            micros(5),
+            micros(5),
+            micros(7),
+            micros(1)
+        ],
         "{when}: timestamps, per customer in time order"
     );
     // seq is ingest order: ana's login (2) before her search (3) at the same second.
-    assert_eq!(j.seq, vec![2, 3, 0, 1, 5, 6, 4], "{when}: seq breaks timestamp ties in ingest order");
-    let activities: Vec<&str> = j.activity.iter().map(|&a| j.activities.values[a as usize].as_str()).collect();
-    assert_eq!(activities, ["login", "search", "call", "open", "click", "reply", "visit"], "{when}: activities");
-    let channels: Vec<&str> = j.channel.iter().map(|&c| j.channels.values[c as usize].as_str()).collect();
-    assert_eq!(channels, ["web", "web", "phone", "email", "web", "sms", "store"], "{when}: channels");
-    assert_eq!(j.activities.len(), 7, "{when}: one dictionary entry per distinct activity");
-    assert_eq!(j.channels.len(), 5, "{when}: one dictionary entry per distinct channel");
+    assert_eq!(
+        j.seq,
+        vec![2, 3, 0, 1, 5, 6, 4],
+        "{when}: seq breaks timestamp ties in ingest order"
+    );
+    let activities: Vec<&str> = j
+        .activity
+        .iter()
+        .map(|&a| j.activities.values[a as usize].as_str())
+        .collect();
+    assert_eq!(
+        activities,
+        ["login", "search", "call", "open", "click", "reply", "visit"],
+        "{when}: activities"
+    );
+    let channels: Vec<&str> = j
+        .channel
+        .iter()
+        .map(|&c| j.channels.values[c as usize].as_str())
+        .collect();
+    assert_eq!(
+        channels,
+        ["web", "web", "phone", "email", "web", "sms", "store"],
+        "{when}: channels"
+    );
+    assert_eq!(
+        j.activities.len(),
+        7,
+        "{when}: one dictionary entry per distinct activity"
+    );
+    assert_eq!(
+        j.channels.len(),
+        5,
+        "{when}: one dictionary entry per distinct channel"
+    );
     for (code, name) in j.channels.values.iter().enumerate() {
-        assert_eq!(j.channels.get(name), Some(code as u32), "{when}: channel dictionary lookup");
+        assert_eq!(
+            j.channels.get(name),
+            Some(code as u32),
+            "{when}: channel dictionary lookup"
+        );
     }
 
-    assert_eq!(j.properties.len(), 4, "{when}: exactly the requested property columns");
+    assert_eq!(
+        j.properties.len(),
+        4,
+        "{when}: exactly the requested property columns"
+    );
     assert_nums(
         &num(j, "sentiment"),
         &[Some(0.5), None, Some(-0.4), None, None, Some(0.0), None],
@@ -124,9 +187,15 @@ fn check_fixture(j: &Journeys, when: &str) {
         [None, s("3"), s("gold"), None, None, None, s("true")],
         "{when}: custom property 'plan'"
     );
-    assert_eq!(text(j, "unused_prop"), vec![None; 7], "{when}: a property no event has");
+    assert_eq!(
+        text(j, "unused_prop"),
+        vec![None; 7],
+        "{when}: a property no event has"
+    );
     match &j.properties["os"] {
-        PropertyColumn::Text { dict, .. } => assert_eq!(dict.len(), 2, "{when}: os dictionary is iOS, Android"),
+        PropertyColumn::Text { dict, .. } => {
+            assert_eq!(dict.len(), 2, "{when}: os dictionary is iOS, Android")
+        }
         _ => unreachable!("checked above"),
     }
 }
@@ -143,14 +212,23 @@ fn fixture_journeys_from_log_and_from_segments() {
         "customer of each input event"
     );
 
-    check_fixture(&store.journeys(P, 0, &spec()).expect("journeys"), "from the log");
+    check_fixture(
+        &store.journeys(P, 0, &spec()).expect("journeys"),
+        "from the log",
+    );
     let report = store.compact().expect("compact");
     assert_eq!((report.events, report.segments_written), (7, 1));
     assert_eq!(store.uncompacted_events(), 0);
-    check_fixture(&store.journeys(P, 0, &spec()).expect("journeys"), "from a segment");
+    check_fixture(
+        &store.journeys(P, 0, &spec()).expect("journeys"),
+        "from a segment",
+    );
     drop(store);
     let store = open_one_partition(dir.path());
-    check_fixture(&store.journeys(P, 0, &spec()).expect("journeys"), "from a segment after reopen");
+    check_fixture(
+        &store.journeys(P, 0, &spec()).expect("journeys"),
+        "from a segment after reopen",
+    );
 }
 
 #[test]
@@ -162,7 +240,10 @@ fn half_compacted_partition_merges_segment_and_log() {
     store.compact().expect("compact");
     store.ingest(P, events[4..].to_vec()).expect("ingest");
     assert_eq!(store.uncompacted_events(), 3);
-    check_fixture(&store.journeys(P, 0, &spec()).expect("journeys"), "segment + log");
+    check_fixture(
+        &store.journeys(P, 0, &spec()).expect("journeys"),
+        "segment + log",
+    );
 }
 
 #[test]
@@ -172,24 +253,47 @@ fn journeys_are_cached_until_data_changes() {
     store.ingest(P, fixture()).expect("ingest");
     let first = store.journeys(P, 0, &spec()).expect("journeys");
     let again = store.journeys(P, 0, &spec()).expect("journeys");
-    assert!(Arc::ptr_eq(&first, &again), "an unchanged partition is served from the cache");
-    let other_spec = store.journeys(P, 0, &ScanSpec::default()).expect("journeys");
-    assert!(!Arc::ptr_eq(&first, &other_spec), "a different scan spec is a different value");
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "an unchanged partition is served from the cache"
+    );
+    let other_spec = store
+        .journeys(P, 0, &ScanSpec::default())
+        .expect("journeys");
+    assert!(
+        !Arc::ptr_eq(&first, &other_spec),
+        "a different scan spec is a different value"
+    );
     assert!(other_spec.properties.is_empty());
 
-    store.ingest(P, vec![ev("cy", "web", "buy", 30)]).expect("ingest");
+    store
+        .ingest(P, vec![ev("cy", "web", "buy", 30)])
+        .expect("ingest");
     let after_ingest = store.journeys(P, 0, &spec()).expect("journeys");
-    assert!(!Arc::ptr_eq(&first, &after_ingest), "a new event invalidates the cache");
+    assert!(
+        !Arc::ptr_eq(&first, &after_ingest),
+        "a new event invalidates the cache"
+    );
     assert_eq!(after_ingest.events(), 8);
     let cy = after_ingest.customer_range(2);
-    assert_eq!(after_ingest.ts[cy.end - 1], micros(30), "cy's new event is last in his journey");
-    assert_eq!(after_ingest.activities.values[after_ingest.activity[cy.end - 1] as usize], "buy");
+    assert_eq!(
+        after_ingest.ts[cy.end - 1],
+        micros(30),
+        "cy's new event is last in his journey"
+    );
+    assert_eq!(
+        after_ingest.activities.values[after_ingest.activity[cy.end - 1] as usize],
+        "buy"
+    );
 
     let cached = store.journeys(P, 0, &spec()).expect("journeys");
     assert!(Arc::ptr_eq(&after_ingest, &cached));
     store.compact().expect("compact");
     let after_compact = store.journeys(P, 0, &spec()).expect("journeys");
-    assert!(!Arc::ptr_eq(&cached, &after_compact), "a compaction invalidates the cache");
+    assert!(
+        !Arc::ptr_eq(&cached, &after_compact),
+        "a compaction invalidates the cache"
+    );
     assert_eq!(
         steps(&after_compact),
         steps(&cached),

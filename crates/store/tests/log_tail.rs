@@ -48,7 +48,14 @@ fn logged_store() -> (tempfile::TempDir, PathBuf, Vec<u8>) {
 
 /// Writes `damaged` over the log, opens the store and checks that exactly the first
 /// `survivors` events are there and the open report says what was cut.
-fn open_damaged(dir: &Path, log: &Path, damaged: &[u8], survivors: usize, cut_bytes: u64, why: &str) -> Store {
+fn open_damaged(
+    dir: &Path,
+    log: &Path,
+    damaged: &[u8],
+    survivors: usize,
+    cut_bytes: u64,
+    why: &str,
+) -> Store {
     std::fs::write(log, damaged).expect("write damaged log");
     let store = Store::open(dir, StoreOptions::default())
         .unwrap_or_else(|e| panic!("a damaged last log file must not stop open ({why}): {e}"));
@@ -70,10 +77,16 @@ fn open_damaged(dir: &Path, log: &Path, damaged: &[u8], survivors: usize, cut_by
 
 /// After a repair the store takes new events, and they and the survivors outlive a reopen.
 fn assert_repaired_store_works(dir: &Path, store: Store, survivors: usize) {
-    store.ingest(P, numbered("after-repair-", 3)).expect("ingest after repair");
+    store
+        .ingest(P, numbered("after-repair-", 3))
+        .expect("ingest after repair");
     drop(store);
     let store = Store::open(dir, StoreOptions::default()).expect("reopen after repair");
-    assert_eq!(store.open_report().cut_tail, None, "a repaired log stays repaired");
+    assert_eq!(
+        store.open_report().cut_tail,
+        None,
+        "a repaired log stays repaired"
+    );
     let mut want = ids(0..survivors);
     want.extend((0..3).map(|i| format!("after-repair-{i}")));
     assert_ids_exactly_once(&store, &want, "after repair and reopen");
@@ -90,14 +103,36 @@ fn truncated_log_keeps_exactly_the_whole_frames() {
     cuts.extend([frames[1].0 + 3, frames[2].0]);
     for cut in cuts {
         let survivors = frames.iter().filter(|&&(_, end)| end <= cut).count();
-        let whole = frames.iter().map(|&(_, end)| end).filter(|&end| end <= cut).max();
+        let whole = frames
+            .iter()
+            .map(|&(_, end)| end)
+            .filter(|&end| end <= cut)
+            .max();
         // Inside the magic everything is cut (an empty file is simply a fresh log).
-        let cut_bytes = if cut < MAGIC_LEN { cut } else { cut - whole.unwrap_or(MAGIC_LEN) };
-        let store = open_damaged(dir.path(), &log, &bytes[..cut], survivors, cut_bytes as u64, &format!("log cut at byte {cut} of {}", bytes.len()));
+        let cut_bytes = if cut < MAGIC_LEN {
+            cut
+        } else {
+            cut - whole.unwrap_or(MAGIC_LEN)
+        };
+        let store = open_damaged(
+            dir.path(),
+            &log,
+            &bytes[..cut],
+            survivors,
+            cut_bytes as u64,
+            &format!("log cut at byte {cut} of {}", bytes.len()),
+        );
         drop(store);
     }
     // Finally: cut inside the last frame, then show the repaired store works.
-    let store = open_damaged(dir.path(), &log, &bytes[..bytes.len() - 1], EVENTS - 1, (bytes.len() - 1 - last_start) as u64, "last byte missing");
+    let store = open_damaged(
+        dir.path(),
+        &log,
+        &bytes[..bytes.len() - 1],
+        EVENTS - 1,
+        (bytes.len() - 1 - last_start) as u64,
+        "last byte missing",
+    );
     assert_repaired_store_works(dir.path(), store, EVENTS - 1);
 }
 
@@ -110,10 +145,20 @@ fn corrupt_last_frame_is_cut_and_earlier_frames_kept() {
         let mut damaged = bytes.clone();
         damaged[pos] ^= 0xFF;
         let why = format!("byte {pos} of the last frame ({start}..{end}) flipped");
-        let store = open_damaged(dir.path(), &log, &damaged, EVENTS - 1, (end - start) as u64, &why);
+        let store = open_damaged(
+            dir.path(),
+            &log,
+            &damaged,
+            EVENTS - 1,
+            (end - start) as u64,
+            &why,
+        );
         if pos >= start + 8 {
             let reason = &store.open_report().cut_tail.as_ref().expect("cut").2;
-            assert!(reason.contains("checksum mismatch"), "{why}: reason was '{reason}'");
+            assert!(
+                reason.contains("checksum mismatch"),
+                "{why}: reason was '{reason}'"
+            );
         }
         if pos + 1 == end {
             assert_repaired_store_works(dir.path(), store, EVENTS - 1);
@@ -143,13 +188,18 @@ fn garbage_after_the_last_frame_is_cut() {
         let store = open_damaged(dir.path(), &log, &damaged, EVENTS, junk.len() as u64, what);
         assert_repaired_store_works(dir.path(), store, EVENTS);
         // The repaired store appended events to the log; start the next case from the original.
-        assert_eq!(log_files(dir.path()), [log.clone()], "still a single log file");
+        assert_eq!(
+            log_files(dir.path()),
+            std::slice::from_ref(&log),
+            "still a single log file"
+        );
         std::fs::write(&log, &bytes).expect("restore log");
     }
 }
 
 /// Two log files through the public API: a compaction that fails after starting a new log
-/// (a segment directory fsync fails) leaves the old one sealed, next to the new active one.
+/// (a segment directory fsync fails) leaves the old one sealed, next to the new active one
+/// that the reopened store appends to.
 fn store_with_a_closed_log() -> (tempfile::TempDir, PathBuf, Vec<String>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let disk = FlakyDisk::healthy();
@@ -157,9 +207,17 @@ fn store_with_a_closed_log() -> (tempfile::TempDir, PathBuf, Vec<String>) {
     store.ingest(P, numbered("old-", 5)).expect("ingest");
     // The new log file takes one directory fsync; the segment directory is the next one.
     disk.fail_dir_syncs_after(1);
-    assert!(store.compact().is_err(), "compaction should fail on the injected fsync error");
+    assert!(
+        store.compact().is_err(),
+        "compaction should fail on the injected fsync error"
+    );
+    // The failed compaction poisoned the store; a reopen picks up both log files.
+    drop(store);
     disk.heal();
-    store.ingest(P, numbered("new-", 3)).expect("ingest after the failed compaction");
+    let store = Store::open(dir.path(), options(4, disk.clone())).expect("reopen");
+    store
+        .ingest(P, numbered("new-", 3))
+        .expect("ingest after reopening");
     drop(store);
     let logs = log_files(dir.path());
     assert_eq!(logs.len(), 2, "a sealed log and the active one: {logs:?}");
@@ -183,26 +241,46 @@ fn damage_in_a_closed_log_file_stops_open() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("a flipped payload byte in a middle frame", flipped),
         ("a flipped byte in its last frame", last_flipped),
-        ("truncated inside a frame", pristine[..(start + end) / 2].to_vec()),
-        ("garbage appended", [pristine.clone(), vec![0xAB; 9]].concat()),
+        (
+            "truncated inside a frame",
+            pristine[..(start + end) / 2].to_vec(),
+        ),
+        (
+            "garbage appended",
+            [pristine.clone(), vec![0xAB; 9]].concat(),
+        ),
     ];
     for (what, damaged) in cases {
         std::fs::write(&closed, &damaged).expect("damage closed log");
         match Store::open(dir.path(), StoreOptions::default()) {
             Err(StoreError::Corrupt { path, reason }) => {
                 assert_eq!(path, closed, "{what}: the error names the damaged file");
-                assert!(reason.contains("closed log file"), "{what}: reason '{reason}'");
+                assert!(
+                    reason.contains("closed log file"),
+                    "{what}: reason '{reason}'"
+                );
             }
             Err(other) => panic!("{what}: expected StoreError::Corrupt, got {other}"),
             Ok(_) => panic!("{what}: open must refuse a corrupt closed log file"),
         }
-        assert_eq!(std::fs::read(&closed).expect("read"), damaged, "{what}: a refused open changes nothing");
+        assert_eq!(
+            std::fs::read(&closed).expect("read"),
+            damaged,
+            "{what}: a refused open changes nothing"
+        );
         let message = match Store::open(dir.path(), StoreOptions::default()) {
             Err(e) => e.to_string(),
             Ok(_) => unreachable!("checked above"),
         };
-        let name = closed.file_name().expect("name").to_string_lossy().into_owned();
-        assert!(message.contains(&name), "{what}: message '{message}' names {name}");
+        let name = closed
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            message.contains(&name),
+            "{what}: message '{message}' names {name}"
+        );
     }
     // Restoring the file (say, from a backup) brings everything back.
     std::fs::write(&closed, &pristine).expect("restore");
@@ -210,7 +288,11 @@ fn damage_in_a_closed_log_file_stops_open() {
     assert_ids_exactly_once(&store, &all, "restored closed log");
     store.compact().expect("compact");
     drop(store);
-    assert_eq!(log_files(dir.path()).len(), 1, "compaction retires the sealed log");
+    assert_eq!(
+        log_files(dir.path()).len(),
+        1,
+        "compaction retires the sealed log"
+    );
     let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
     assert_ids_exactly_once(&store, &all, "after compaction and reopen");
 }

@@ -75,7 +75,9 @@ impl Model {
                 CustomerId(self.next_customer - 1)
             });
             for i in &e.identifiers {
-                self.customer_of.entry((project, i.clone())).or_insert(customer);
+                self.customer_of
+                    .entry((project, i.clone()))
+                    .or_insert(customer);
             }
             self.stored.push(LogRecord {
                 seq: self.next_seq,
@@ -92,7 +94,12 @@ impl Model {
 
     /// What `records(project)` must return: sorted by (customer, timestamp, seq).
     fn records(&self, project: ProjectId) -> Vec<LogRecord> {
-        let mut v: Vec<LogRecord> = self.stored.iter().filter(|r| r.project == project).cloned().collect();
+        let mut v: Vec<LogRecord> = self
+            .stored
+            .iter()
+            .filter(|r| r.project == project)
+            .cloned()
+            .collect();
         v.sort_by_key(|r| (r.customer, r.event.timestamp, r.seq));
         v
     }
@@ -182,16 +189,18 @@ fn event_spec() -> impl Strategy<Value = EventSpec> {
         ),
         prop::option::weighted(0.2, any::<bool>()),
     )
-        .prop_map(|(identifiers, secs, event_id, channel, activity, sentiment, amount, tier)| EventSpec {
-            identifiers,
-            secs,
-            event_id,
-            channel,
-            activity,
-            sentiment,
-            amount,
-            tier,
-        })
+        .prop_map(
+            |(identifiers, secs, event_id, channel, activity, sentiment, amount, tier)| EventSpec {
+                identifiers,
+                secs,
+                event_id,
+                channel,
+                activity,
+                sentiment,
+                amount,
+                tier,
+            },
+        )
 }
 
 #[derive(Clone, Debug)]
@@ -236,11 +245,13 @@ fn config() -> impl Strategy<Value = Config> {
         prop_oneof![Just(usize::MAX), 3usize..25],
         prop_oneof![Just(2usize), Just(8usize)],
     )
-        .prop_map(|(partitions, auto_compact_events, max_segments_per_partition)| Config {
-            partitions,
-            auto_compact_events,
-            max_segments_per_partition,
-        })
+        .prop_map(
+            |(partitions, auto_compact_events, max_segments_per_partition)| Config {
+                partitions,
+                auto_compact_events,
+                max_segments_per_partition,
+            },
+        )
 }
 
 fn open(dir: &Path, cfg: &Config) -> Store {
@@ -332,21 +343,27 @@ proptest! {
     }
 }
 
-/// Known store bug: custom (non-well-known) number properties live in the segments' JSON
-/// `properties` column, and serde_json without its `float_roundtrip` feature parses floats
-/// best-effort, so some values come back one ULP off after compaction (and again after
-/// every merge). Fix: `serde_json = { workspace = true, features = ["float_roundtrip"] }`
-/// in crates/store/Cargo.toml. Remove the `ignore` once fixed.
+/// Custom (non-well-known) number properties live in the segments' JSON `properties`
+/// column; they must come back bit for bit (serde_json's `float_roundtrip`), or compaction
+/// would change what analyses see.
 #[test]
-#[ignore = "store bug: custom float properties change by 1 ULP through compaction (serde_json float_roundtrip)"]
 fn custom_numbers_survive_compaction_bit_for_bit() {
-    let values = [0.1 + 0.2, 1.0 / 3.0, 5.155506846250708e-243, 2.2250738585072014e-308, 1.7976931348623157e308, 123_456.789_012_345_67];
+    let values = [
+        0.1 + 0.2,
+        1.0 / 3.0,
+        5.155506846250708e-243,
+        2.2250738585072014e-308,
+        1.7976931348623157e308,
+        123_456.789_012_345_67,
+    ];
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
     let events: Vec<Event> = values
         .iter()
         .enumerate()
-        .map(|(i, &v)| common::ev("ana", "web", "pay", i as i64).with_property("amount_paid", Value::Num(v)))
+        .map(|(i, &v)| {
+            common::ev("ana", "web", "pay", i as i64).with_property("amount_paid", Value::Num(v))
+        })
         .collect();
     store.ingest(ProjectId::DEFAULT, events).expect("ingest");
     store.compact().expect("compact");
@@ -354,8 +371,20 @@ fn custom_numbers_survive_compaction_bit_for_bit() {
         .records(ProjectId::DEFAULT)
         .expect("records")
         .iter()
-        .map(|r| r.event.properties["amount_paid"].as_f64().expect("a number"))
+        .map(|r| {
+            r.event.properties["amount_paid"]
+                .as_f64()
+                .expect("a number")
+        })
         .collect();
-    let changed: Vec<(f64, f64)> = values.iter().zip(&got).filter(|(a, b)| a.to_bits() != b.to_bits()).map(|(&a, &b)| (a, b)).collect();
-    assert!(changed.is_empty(), "compaction changed custom numbers (stored, read back): {changed:?}");
+    let changed: Vec<(f64, f64)> = values
+        .iter()
+        .zip(&got)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .map(|(&a, &b)| (a, b))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "compaction changed custom numbers (stored, read back): {changed:?}"
+    );
 }

@@ -5,12 +5,14 @@
 use omnitrail_model::{
     Channel, CustomerId, Event, Identifier, IdentifierKind, ProjectId, Timestamp, Value,
 };
-use omnitrail_store::{Durability, Journeys, LogRecord, PropertyColumn, ScanSpec, Store, StoreOptions};
+use omnitrail_store::{
+    Durability, Journeys, LogRecord, PropertyColumn, ScanSpec, Store, StoreOptions,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 
 pub const P: ProjectId = ProjectId::DEFAULT;
@@ -73,7 +75,9 @@ impl EventExt for Event {
 /// `n` events of distinct users with event ids `{prefix}{i}`, one second apart.
 pub fn numbered(prefix: &str, n: usize) -> Vec<Event> {
     (0..n)
-        .map(|i| ev(&format!("u{}", i % 7), "web", "view", i as i64).event_id(&format!("{prefix}{i}")))
+        .map(|i| {
+            ev(&format!("u{}", i % 7), "web", "view", i as i64).event_id(&format!("{prefix}{i}"))
+        })
         .collect()
 }
 
@@ -106,11 +110,20 @@ pub fn assert_ids_exactly_once(store: &Store, expected: &[String], context: &str
         *counts.entry(id).or_default() += 1;
     }
     let repeated: Vec<_> = counts.iter().filter(|(_, &n)| n > 1).collect();
-    assert!(repeated.is_empty(), "{context}: events stored more than once: {repeated:?}");
-    let missing: Vec<_> = expected.iter().filter(|id| !counts.contains_key(*id)).collect();
+    assert!(
+        repeated.is_empty(),
+        "{context}: events stored more than once: {repeated:?}"
+    );
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
     assert!(missing.is_empty(), "{context}: events lost: {missing:?}");
     let extra: Vec<_> = counts.keys().filter(|id| !expected.contains(id)).collect();
-    assert!(extra.is_empty(), "{context}: events nobody stored: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "{context}: events nobody stored: {extra:?}"
+    );
 }
 
 pub fn log_files(dir: &Path) -> Vec<PathBuf> {
@@ -183,7 +196,10 @@ impl FlakyDisk {
         for log in log_files(dir) {
             let meta = std::fs::metadata(&log).expect("log metadata");
             if let Some(&len) = synced.get(&meta.ino()) {
-                let f = std::fs::OpenOptions::new().write(true).open(&log).expect("open log");
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&log)
+                    .expect("open log");
                 f.set_len(len).expect("truncate log");
             }
         }
@@ -219,7 +235,10 @@ impl Durability for FlakyDisk {
         self.file_syncs.fetch_add(1, Ordering::SeqCst);
         Self::take(&self.file_ok_left)?;
         let meta = file.metadata()?;
-        self.synced_len.lock().expect("lock").insert(meta.ino(), meta.len());
+        self.synced_len
+            .lock()
+            .expect("lock")
+            .insert(meta.ino(), meta.len());
         Ok(())
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -244,7 +263,11 @@ pub struct JourneyStep {
 /// Every customer of every partition of a project with their decoded steps. Also checks
 /// the shape every `Journeys` value must have: customers sorted and in their own
 /// partition, offsets covering the columns, steps ordered by (ts, seq).
-pub fn all_journeys(store: &Store, project: ProjectId, spec: &ScanSpec) -> BTreeMap<CustomerId, Vec<JourneyStep>> {
+pub fn all_journeys(
+    store: &Store,
+    project: ProjectId,
+    spec: &ScanSpec,
+) -> BTreeMap<CustomerId, Vec<JourneyStep>> {
     let partitions = store.partitions();
     let mut out = BTreeMap::new();
     for p in 0..partitions {
@@ -255,7 +278,10 @@ pub fn all_journeys(store: &Store, project: ProjectId, spec: &ScanSpec) -> BTree
                 p,
                 "customer {c} is in the wrong partition"
             );
-            assert!(out.insert(c, steps).is_none(), "customer {c} is in two partitions");
+            assert!(
+                out.insert(c, steps).is_none(),
+                "customer {c} is in two partitions"
+            );
         }
     }
     out
@@ -263,13 +289,25 @@ pub fn all_journeys(store: &Store, project: ProjectId, spec: &ScanSpec) -> BTree
 
 pub fn decode(j: &Journeys, spec: &ScanSpec) -> Vec<(CustomerId, Vec<JourneyStep>)> {
     let n = j.events();
-    assert_eq!(j.offsets.len(), j.customers.len() + 1, "one offset per customer plus the end");
+    assert_eq!(
+        j.offsets.len(),
+        j.customers.len() + 1,
+        "one offset per customer plus the end"
+    );
     assert_eq!(j.offsets.first().copied(), Some(0), "offsets start at 0");
-    assert_eq!(j.offsets.last().copied(), Some(n as u32), "offsets end at the event count");
+    assert_eq!(
+        j.offsets.last().copied(),
+        Some(n as u32),
+        "offsets end at the event count"
+    );
     for col in [j.seq.len(), j.activity.len(), j.channel.len()] {
         assert_eq!(col, n, "every column has one value per event");
     }
-    assert!(j.customers.windows(2).all(|w| w[0] < w[1]), "customers sorted and distinct: {:?}", j.customers);
+    assert!(
+        j.customers.windows(2).all(|w| w[0] < w[1]),
+        "customers sorted and distinct: {:?}",
+        j.customers
+    );
     let mut out = Vec::new();
     for (i, &c) in j.customers.iter().enumerate() {
         let range = j.customer_range(i);
@@ -280,11 +318,17 @@ pub fn decode(j: &Journeys, spec: &ScanSpec) -> Vec<(CustomerId, Vec<JourneyStep
                 seq: j.seq[e],
                 activity: j.activities.values[j.activity[e] as usize].clone(),
                 channel: j.channels.values[j.channel[e] as usize].clone(),
-                props: spec.properties.iter().map(|name| prop_at(j, name, e)).collect(),
+                props: spec
+                    .properties
+                    .iter()
+                    .map(|name| prop_at(j, name, e))
+                    .collect(),
             })
             .collect();
         assert!(
-            steps.windows(2).all(|w| (w[0].ts, w[0].seq) < (w[1].ts, w[1].seq)),
+            steps
+                .windows(2)
+                .all(|w| (w[0].ts, w[0].seq) < (w[1].ts, w[1].seq)),
             "customer {c}: steps not ordered by (ts, seq)"
         );
         out.push((c, steps));
@@ -303,7 +347,10 @@ fn prop_at(j: &Journeys, name: &str, e: usize) -> Option<String> {
 
 /// The steps `records` should produce, grouped by customer (records sorted as `records()`
 /// returns them). Property values are expected as `Value` displays them.
-pub fn expected_journeys(records: &[LogRecord], spec: &ScanSpec) -> BTreeMap<CustomerId, Vec<JourneyStep>> {
+pub fn expected_journeys(
+    records: &[LogRecord],
+    spec: &ScanSpec,
+) -> BTreeMap<CustomerId, Vec<JourneyStep>> {
     let mut out: BTreeMap<CustomerId, Vec<JourneyStep>> = BTreeMap::new();
     for r in records {
         out.entry(r.customer).or_default().push(JourneyStep {
