@@ -2,6 +2,7 @@
 //! through [`App`]. In particular every event enters through [`App::ingest`], whether it
 //! comes from a file import, the demo generator, or a collector.
 
+mod compactor;
 pub mod config;
 pub mod import;
 pub mod stats;
@@ -36,7 +37,10 @@ pub enum AppError {
 }
 
 pub struct AppOptions {
+    /// The store's own inline auto-compaction is switched off: the app compacts in the
+    /// background once `compact_after_events` wait in the log.
     pub store: StoreOptions,
+    pub compact_after_events: usize,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -44,6 +48,7 @@ impl Default for AppOptions {
     fn default() -> Self {
         AppOptions {
             store: StoreOptions::default(),
+            compact_after_events: 2_000_000,
             clock: Arc::new(SystemClock),
         }
     }
@@ -78,14 +83,22 @@ pub struct IngestReceipt {
 }
 
 pub struct App {
-    store: Store,
+    // Declared first so it is dropped first: its thread finishes before the store closes.
+    compactor: compactor::Compactor,
+    store: Arc<Store>,
     config: Config,
     clock: Arc<dyn Clock>,
 }
 
 impl App {
     pub fn open(dir: &Path, opts: AppOptions) -> Result<App, AppError> {
-        let store = Store::open(dir, opts.store)?;
+        let store = Arc::new(Store::open(
+            dir,
+            StoreOptions {
+                auto_compact_events: usize::MAX,
+                ..opts.store
+            },
+        )?);
         if let Some((file, bytes, why)) = &store.open_report().cut_tail {
             tracing::warn!(
                 "recovered the ingest log: cut {bytes} bytes of a torn write at the end of {} ({why})",
@@ -94,6 +107,7 @@ impl App {
         }
         let config = Config::load(dir)?;
         Ok(App {
+            compactor: compactor::Compactor::start(store.clone(), opts.compact_after_events),
             store,
             config,
             clock: opts.clock,
@@ -169,6 +183,7 @@ impl App {
             let outcome = self.store.ingest(project, events)?;
             receipt.stored = outcome.stored;
             receipt.duplicates = outcome.duplicates;
+            self.compactor.after_ingest(&self.store)?;
         }
         Ok(receipt)
     }

@@ -2,11 +2,6 @@
 
 mod output;
 
-/// Ingest, import and demo generation allocate and free millions of small values; mimalloc
-/// measured faster than the system allocator on them (docs/benchmarks.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -333,6 +328,9 @@ fn import(data: &Path, args: ImportArgs) -> Result<()> {
         bar.finish_and_clear();
         summaries.push((summary, started.elapsed()));
     }
+    // Imported events are durable in the log already; compacting now puts them in
+    // Parquet segments so that the next reader does not replay them.
+    app.compact()?;
     output::import_summaries(&summaries, json);
     let rejected: u64 = summaries.iter().map(|(s, _)| s.rejected).sum();
     if args.strict && rejected > 0 {

@@ -1,6 +1,6 @@
 //! The canonical touchpoint event and its JSON form (DESIGN.md §3).
 
-use crate::value::{check_property, check_value_size, well_known_type, MAX_NAME_LEN};
+use crate::value::{normalized_property, MAX_NAME_LEN};
 use crate::{Channel, Identifier, IdentifierKind, Timestamp, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -110,24 +110,20 @@ impl Event {
         if let Some(id) = &self.event_id {
             check_event_id(id)?;
         }
+        let mut rewrites = Vec::new();
         for (name, value) in &self.properties {
             check_name("properties", name)?;
-            let checked = if well_known_type(name).is_some() {
-                check_property(name, value.clone()).map(drop)
-            } else {
-                check_value_size(value)
-            };
-            checked.map_err(|r| ValidationError::new(format!("properties.{name}"), r))?;
+            match normalized_property(name, value) {
+                Ok(None) => {}
+                Ok(Some(v)) => rewrites.push((name.clone(), v)),
+                Err(r) => return Err(ValidationError::new(format!("properties.{name}"), r)),
+            }
         }
         for name in self.traits.keys() {
             check_name("traits", name)?;
         }
         // Only now that everything passed are values rewritten into their normal forms.
-        for (name, value) in self.properties.iter_mut() {
-            if well_known_type(name).is_some() {
-                *value = check_property(name, value.clone()).expect("checked above");
-            }
-        }
+        self.properties.extend(rewrites);
         if activity != self.activity {
             self.activity = activity;
         }

@@ -80,16 +80,6 @@ impl IdentifierKind {
         }
     }
 
-    /// Writes the kind's name without allocating (hot paths hash and encode it).
-    pub fn write_name(&self, out: &mut Vec<u8>) {
-        if let IdentifierKind::Social(n) = self {
-            out.extend_from_slice(b"social:");
-            out.extend_from_slice(n.as_bytes());
-        } else {
-            out.extend_from_slice(self.simple_name().as_bytes());
-        }
-    }
-
     fn simple_name(&self) -> &str {
         match self {
             IdentifierKind::UserId => "user_id",

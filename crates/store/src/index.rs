@@ -11,27 +11,35 @@
 
 use crate::durability::{write_atomically, Durability};
 use crate::StoreError;
-use omnitrail_model::{CustomerId, Identifier, ProjectId};
+use omnitrail_model::{CustomerId, Identifier, IdentifierKind, ProjectId};
 use std::collections::HashMap;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"OTIDX\0\0\x01";
 
+// Both keys hash their parts as one byte string; the streaming hasher gives the same
+// digest as hashing the concatenation, without building it.
 pub fn dedup_key(project: ProjectId, event_id: &str) -> u128 {
-    let mut buf = Vec::with_capacity(event_id.len() + 5);
-    buf.extend_from_slice(&project.0.to_le_bytes());
-    buf.push(0x1e);
-    buf.extend_from_slice(event_id.as_bytes());
-    xxhash_rust::xxh3::xxh3_128(&buf)
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&project.0.to_le_bytes());
+    h.update(&[0x1e]);
+    h.update(event_id.as_bytes());
+    h.digest128()
 }
 
 pub fn identifier_key(project: ProjectId, id: &Identifier) -> u128 {
-    let mut buf = Vec::with_capacity(id.value.len() + 32);
-    buf.extend_from_slice(&project.0.to_le_bytes());
-    id.kind.write_name(&mut buf);
-    buf.push(0x1f);
-    buf.extend_from_slice(id.value.as_bytes());
-    xxhash_rust::xxh3::xxh3_128(&buf)
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&project.0.to_le_bytes());
+    match &id.kind {
+        IdentifierKind::Social(network) => {
+            h.update(b"social:");
+            h.update(network.as_bytes());
+        }
+        other => h.update(other.as_str().as_bytes()),
+    }
+    h.update(&[0x1f]);
+    h.update(id.value.as_bytes());
+    h.digest128()
 }
 
 /// A hasher for keys that are already uniform hashes: it just takes 64 of their bits.
@@ -120,4 +128,23 @@ pub fn read_run(
         pos += 24;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys are part of the on-disk format (docs/storage.md): they must stay the hash
+    /// of the documented byte strings.
+    #[test]
+    fn keys_hash_the_documented_byte_strings() {
+        let p = ProjectId(7);
+        let mut bytes = 7u32.to_le_bytes().to_vec();
+        bytes.extend(b"\x1ee-1");
+        assert_eq!(dedup_key(p, "e-1"), xxhash_rust::xxh3::xxh3_128(&bytes));
+        let id = Identifier::parse_qualified("social:twitter:ana").unwrap();
+        let mut bytes = 7u32.to_le_bytes().to_vec();
+        bytes.extend(b"social:twitter\x1fana");
+        assert_eq!(identifier_key(p, &id), xxhash_rust::xxh3::xxh3_128(&bytes));
+    }
 }

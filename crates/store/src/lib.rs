@@ -26,6 +26,7 @@ pub use meta::{DeadLetter, ImportRecord, Meta};
 use index::{CustomerKeys, DedupSet};
 use log::{lock, GroupCommit, LogFile};
 use omnitrail_model::{Clock, CustomerId, Event, IdentifierKind, ProjectId, SystemClock};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -85,8 +86,8 @@ impl Default for StoreOptions {
         StoreOptions {
             partitions: DEFAULT_PARTITIONS,
             durability: Arc::new(OsDurability),
-            auto_compact_events: 1_000_000,
-            max_segments_per_partition: 8,
+            auto_compact_events: 2_000_000,
+            max_segments_per_partition: 12,
         }
     }
 }
@@ -374,6 +375,7 @@ impl Store {
             let st = &mut *st;
             let idx = st.indexes.as_mut().expect("loaded above");
             let mut records = Vec::with_capacity(events.len());
+            let mut keys: Vec<u128> = Vec::new();
             for event in events {
                 if let Some(id) = &event.event_id {
                     if !idx.dedup.insert(index::dedup_key(project, id)) {
@@ -382,22 +384,29 @@ impl Store {
                         continue;
                     }
                 }
-                let keys: Vec<u128> = event
+                // The known identifier of the highest-priority kind decides the customer.
+                keys.clear();
+                keys.extend(
+                    event
+                        .identifiers
+                        .iter()
+                        .map(|i| index::identifier_key(project, i)),
+                );
+                let known = event
                     .identifiers
                     .iter()
-                    .map(|i| index::identifier_key(project, i))
-                    .collect();
-                let mut order: Vec<usize> = (0..keys.len()).collect();
-                order.sort_by_key(|&i| kind_priority(&event.identifiers[i].kind));
-                let customer = order
-                    .iter()
-                    .find_map(|&i| idx.keys.get(&keys[i]).copied())
-                    .unwrap_or_else(|| {
+                    .zip(&keys)
+                    .filter_map(|(i, k)| Some((kind_priority(&i.kind), *idx.keys.get(k)?)))
+                    .min_by_key(|(priority, _)| *priority);
+                let customer = match known {
+                    Some((_, c)) => c,
+                    None => {
                         st.next_customer += 1;
                         CustomerId(st.next_customer - 1)
-                    });
-                for k in keys {
-                    idx.keys.entry(k).or_insert(customer);
+                    }
+                };
+                for k in &keys {
+                    idx.keys.entry(*k).or_insert(customer);
                 }
                 records.push(LogRecord {
                     seq: st.next_seq,
@@ -451,6 +460,7 @@ impl Store {
     }
 
     fn compact_locked(&self) -> Result<CompactionReport, StoreError> {
+        let started = std::time::Instant::now();
         let mut report = CompactionReport::default();
         let d = self.opts.durability.clone();
         // Seal: no new records enter while the active log is swapped for a new file.
@@ -469,28 +479,28 @@ impl Store {
             (st.next_seq, st.next_customer, sealed)
         };
 
-        let mut dedup = Vec::new();
-        let mut keys = Vec::new();
-        for (_, records) in &sealed {
-            for r in records.iter() {
-                if let Some(id) = &r.event.event_id {
-                    dedup.push(index::dedup_key(r.project, id));
-                }
-                for i in &r.event.identifiers {
-                    keys.push((index::identifier_key(r.project, i), r.customer));
-                }
-            }
-        }
+        let all: Vec<&LogRecord> = sealed.iter().flat_map(|(_, r)| r.iter()).collect();
+        let dedup: Vec<u128> = all
+            .par_iter()
+            .filter_map(|r| Some(index::dedup_key(r.project, r.event.event_id.as_deref()?)))
+            .collect();
+        let mut keys: Vec<(u128, CustomerId)> = all
+            .par_iter()
+            .flat_map_iter(|r| {
+                r.event
+                    .identifiers
+                    .iter()
+                    .map(|i| (index::identifier_key(r.project, i), r.customer))
+            })
+            .collect();
         // First seen wins, as in ingest: a stable sort keeps log order among equal keys.
-        keys.sort_by_key(|(k, _)| *k);
+        keys.par_sort_by_key(|(k, _)| *k);
         keys.dedup_by_key(|(k, _)| *k);
         let manifest = self.manifest();
         let mut groups: BTreeMap<(ProjectId, u32), Vec<&LogRecord>> = BTreeMap::new();
-        for (_, records) in &sealed {
-            for r in records.iter() {
-                let p = partition_of(r.project, r.customer, manifest.partitions);
-                groups.entry((r.project, p)).or_default().push(r);
-            }
+        for r in all {
+            let p = partition_of(r.project, r.customer, manifest.partitions);
+            groups.entry((r.project, p)).or_default().push(r);
         }
         let mut next_file_id = manifest.next_file_id;
         let jobs: Vec<((ProjectId, u32), Vec<&LogRecord>, u64)> = groups
@@ -500,7 +510,6 @@ impl Store {
                 (k, v, next_file_id - 1)
             })
             .collect();
-        use rayon::prelude::*;
         let written: Vec<SegmentMeta> = jobs
             .into_par_iter()
             .map(|((project, partition), mut records, file_id)| {
@@ -523,17 +532,35 @@ impl Store {
         next.next_customer = next_customer;
         next.next_file_id = next_file_id;
         next.save(&self.dir, d.as_ref())?;
-        {
+        let written_at = started.elapsed();
+        let done: Vec<PathBuf> = sealed.iter().map(|(p, _)| p.clone()).collect();
+        let compacted = {
             let mut tail = self.tail.write().unwrap_or_else(|p| p.into_inner());
             *self.manifest.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
-            let done: Vec<PathBuf> = sealed.iter().map(|(p, _)| p.clone()).collect();
-            tail.sealed.retain(|(p, _)| !done.contains(p));
-            for p in &done {
-                std::fs::remove_file(p).map_err(|e| StoreError::io(p, e))?;
-            }
+            let (compacted, kept) = std::mem::take(&mut tail.sealed)
+                .into_iter()
+                .partition(|(p, _)| done.contains(p));
+            tail.sealed = kept;
+            compacted
+        };
+        for p in &done {
+            std::fs::remove_file(p).map_err(|e| StoreError::io(p, e))?;
         }
         sync_dir(d.as_ref(), &self.dir.join(LOG_DIR))?;
+        // Millions of records free tens of millions of small allocations, which takes about
+        // as long as writing them did; a thread of its own does it while work goes on.
+        drop(sealed);
+        std::thread::spawn(move || drop(compacted));
+        let freed_at = started.elapsed();
         report.segments_merged = self.merge_crowded_partitions()?;
+        tracing::debug!(
+            "compacted {} events into {} segments: written {written_at:?}, swapped {:?}, merged {} segments {:?}",
+            report.events,
+            report.segments_written,
+            freed_at - written_at,
+            report.segments_merged,
+            started.elapsed() - freed_at
+        );
         Ok(report)
     }
 
@@ -545,13 +572,9 @@ impl Store {
         records: &[&LogRecord],
         d: &dyn Durability,
     ) -> Result<SegmentMeta, StoreError> {
-        let rel = format!(
-            "{SEGMENT_DIR}/{}/p{partition:03}/{file_id:012}.parquet",
-            project.0
-        );
+        let rel = self.segment_path(project, partition, file_id)?;
         let path = self.dir.join(&rel);
         let parent = path.parent().expect("segment paths have a parent");
-        std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
         let bytes = segment::write_segment(&path, records, d)?;
         sync_dir(d, parent)?;
         Ok(SegmentMeta {
@@ -571,6 +594,23 @@ impl Store {
                 .unwrap_or(0),
             bytes,
         })
+    }
+
+    /// The relative path of a new segment file; creates its folder.
+    fn segment_path(
+        &self,
+        project: ProjectId,
+        partition: u32,
+        file_id: u64,
+    ) -> Result<String, StoreError> {
+        let rel = format!(
+            "{SEGMENT_DIR}/{}/p{partition:03}/{file_id:012}.parquet",
+            project.0
+        );
+        let parent = self.dir.join(&rel);
+        let parent = parent.parent().expect("segment paths have a parent");
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        Ok(rel)
     }
 
     /// Rewrites the segments of partitions that have too many into one each.
@@ -601,18 +641,38 @@ impl Store {
             return Ok(0);
         }
         let mut next = (*manifest).clone();
+        let jobs: Vec<_> = crowded
+            .into_iter()
+            .map(|(key, old)| {
+                next.next_file_id += 1;
+                (key, old, next.next_file_id - 1)
+            })
+            .collect();
+        let results: Vec<(Vec<String>, SegmentMeta)> = jobs
+            .into_par_iter()
+            .map(|((project, partition), old, file_id)| {
+                let rel = self.segment_path(project, partition, file_id)?;
+                let inputs: Vec<PathBuf> = old.iter().map(|s| self.dir.join(&s.file)).collect();
+                let out = self.dir.join(&rel);
+                let m = segment::merge_segments(&inputs, &out, d.as_ref())?;
+                sync_dir(
+                    d.as_ref(),
+                    out.parent().expect("segment paths have a parent"),
+                )?;
+                let meta = SegmentMeta {
+                    file: rel,
+                    project,
+                    partition,
+                    rows: m.rows,
+                    min_ts: m.min_ts,
+                    max_ts: m.max_ts,
+                    bytes: m.bytes,
+                };
+                Ok((old.iter().map(|s| s.file.clone()).collect(), meta))
+            })
+            .collect::<Result<_, StoreError>>()?;
         let mut merged = 0;
-        for ((project, partition), old) in crowded {
-            let mut records = Vec::new();
-            for s in &old {
-                records.extend(segment::read_records(&self.dir.join(&s.file), project)?);
-            }
-            records.sort_by_key(|r| (r.customer, r.event.timestamp, r.seq));
-            let refs: Vec<&LogRecord> = records.iter().collect();
-            let meta =
-                self.write_new_segment(project, partition, next.next_file_id, &refs, d.as_ref())?;
-            next.next_file_id += 1;
-            let old_files: Vec<String> = old.iter().map(|s| s.file.clone()).collect();
+        for (old_files, meta) in results {
             next.segments.retain(|s| !old_files.contains(&s.file));
             next.segments.push(meta);
             merged += old_files.len() as u64;
@@ -698,7 +758,6 @@ impl Store {
 
 /// Encodes records into log frames, in parallel for large batches; order is kept.
 fn encode_frames(records: &[LogRecord]) -> Result<Vec<u8>, StoreError> {
-    use rayon::prelude::*;
     let chunks: Vec<Vec<u8>> = records
         .par_chunks(4096)
         .map(|chunk| {

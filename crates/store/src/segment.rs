@@ -13,7 +13,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, TimestampMicrosecondType, UInt64Type};
 use arrow_array::{Array, ArrayRef, DictionaryArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use omnitrail_model::value::{well_known_type, WellKnownType, WELL_KNOWN_PROPERTIES};
+use omnitrail_model::value::{
+    well_known_index, well_known_type, WellKnownType, WELL_KNOWN_PROPERTIES,
+};
 use omnitrail_model::{
     Channel, CustomerId, Event, Identifier, IdentifierKind, ProjectId, Properties, Timestamp, Value,
 };
@@ -21,6 +23,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
@@ -70,12 +73,15 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-fn identifiers_json(ids: &[Identifier]) -> String {
+/// Writes the identifiers as a JSON array of `[kind, value]` pairs into `buf`.
+fn identifiers_json<'b>(ids: &[Identifier], buf: &'b mut Vec<u8>) -> &'b str {
+    buf.clear();
     let pairs: Vec<(std::borrow::Cow<'_, str>, &str)> = ids
         .iter()
         .map(|i| (i.kind.as_str(), i.value.as_str()))
         .collect();
-    serde_json::to_string(&pairs).expect("strings always serialize")
+    serde_json::to_writer(&mut *buf, &pairs).expect("writing to memory cannot fail");
+    std::str::from_utf8(buf).expect("serde_json writes UTF-8")
 }
 
 /// A property or trait map written as a plain JSON object (values untagged), straight
@@ -109,13 +115,20 @@ impl serde::Serialize for JsonValues<'_> {
     }
 }
 
-fn values_json(values: &Properties, skip_well_known: bool) -> Option<String> {
+/// Writes the map as a JSON object into `buf`; `None` when nothing is left to write.
+fn values_json<'b>(
+    values: &Properties,
+    skip_well_known: bool,
+    buf: &'b mut Vec<u8>,
+) -> Option<&'b str> {
     let json = JsonValues {
         values,
         skip_well_known,
     };
-    let any = json.entries().next().is_some();
-    any.then(|| serde_json::to_string(&json).expect("maps of plain values always serialize"))
+    json.entries().next()?;
+    buf.clear();
+    serde_json::to_writer(&mut *buf, &json).expect("writing to memory cannot fail");
+    Some(std::str::from_utf8(buf).expect("serde_json writes UTF-8"))
 }
 
 /// Writes records (already sorted by customer, timestamp, seq) to a new Parquet file and
@@ -134,17 +147,22 @@ pub fn write_segment(
     let mut activity = StringDictionaryBuilder::<Int32Type>::new();
     let mut event_id = StringBuilder::new();
     let mut identifiers = StringBuilder::new();
-    let mut text_cols: Vec<(&str, StringBuilder)> = Vec::new();
-    let mut num_cols: Vec<(&str, Float64Builder)> = Vec::new();
-    for (name, ty) in WELL_KNOWN_PROPERTIES {
+    // One builder per well-known property, in WELL_KNOWN_PROPERTIES order.
+    let mut text_cols: Vec<Option<StringBuilder>> = Vec::new();
+    let mut num_cols: Vec<Option<Float64Builder>> = Vec::new();
+    for (_, ty) in WELL_KNOWN_PROPERTIES {
         if is_text(ty) {
-            text_cols.push((name, StringBuilder::new()));
+            text_cols.push(Some(StringBuilder::new()));
+            num_cols.push(None);
         } else {
-            num_cols.push((name, Float64Builder::with_capacity(n)));
+            text_cols.push(None);
+            num_cols.push(Some(Float64Builder::with_capacity(n)));
         }
     }
     let mut properties = StringBuilder::new();
     let mut traits = StringBuilder::new();
+    // One scratch buffer for every JSON cell, so rows allocate nothing of their own.
+    let mut buf = Vec::with_capacity(1024);
     for r in records {
         let e = &r.event;
         customer.append_value(r.customer.0);
@@ -153,15 +171,23 @@ pub fn write_segment(
         channel.append_value(e.channel.as_str());
         activity.append_value(&e.activity);
         event_id.append_option(e.event_id.as_deref());
-        identifiers.append_value(identifiers_json(&e.identifiers));
-        for (name, b) in &mut text_cols {
-            b.append_option(e.properties.get(*name).and_then(Value::as_str));
+        identifiers.append_value(identifiers_json(&e.identifiers, &mut buf));
+        // One pass over the event's properties fills its row of the well-known columns.
+        let mut row: [Option<&Value>; WELL_KNOWN_PROPERTIES.len()] = Default::default();
+        for (name, v) in &e.properties {
+            if let Some(i) = well_known_index(name) {
+                row[i] = Some(v);
+            }
         }
-        for (name, b) in &mut num_cols {
-            b.append_option(e.properties.get(*name).and_then(Value::as_f64));
+        for (i, v) in row.iter().enumerate() {
+            if let Some(b) = &mut text_cols[i] {
+                b.append_option(v.and_then(|v| v.as_str()));
+            } else if let Some(b) = &mut num_cols[i] {
+                b.append_option(v.and_then(|v| v.as_f64()));
+            }
         }
-        properties.append_option(values_json(&e.properties, true));
-        traits.append_option(values_json(&e.traits, false));
+        properties.append_option(values_json(&e.properties, true, &mut buf));
+        traits.append_option(values_json(&e.traits, false, &mut buf));
     }
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(customer.finish()),
@@ -172,46 +198,112 @@ pub fn write_segment(
         Arc::new(event_id.finish()),
         Arc::new(identifiers.finish()),
     ];
-    // Columns must follow the schema order, which interleaves text and number columns.
-    let mut text_iter = text_cols.into_iter();
-    let mut num_iter = num_cols.into_iter();
-    for (_, ty) in WELL_KNOWN_PROPERTIES {
-        if is_text(ty) {
-            let (_, mut b) = text_iter.next().expect("one builder per text column");
-            columns.push(Arc::new(b.finish()));
-        } else {
-            let (_, mut b) = num_iter.next().expect("one builder per number column");
-            columns.push(Arc::new(b.finish()));
+    for (text, num) in text_cols.iter_mut().zip(num_cols.iter_mut()) {
+        match (text, num) {
+            (Some(b), _) => columns.push(Arc::new(b.finish())),
+            (None, Some(b)) => columns.push(Arc::new(b.finish())),
+            (None, None) => unreachable!("every well-known property has a builder"),
         }
     }
     columns.push(Arc::new(properties.finish()));
     columns.push(Arc::new(traits.finish()));
-    let batch = RecordBatch::try_new(schema.clone(), columns)
+    let batch = RecordBatch::try_new(schema, columns)
         .map_err(|e| StoreError::Encode(format!("segment batch: {e}")))?;
+    write_batch(path, &batch, d)
+}
 
+/// Writes one sorted batch as a segment file and fsyncs it. Returns the file size.
+fn write_batch(path: &Path, batch: &RecordBatch, d: &dyn Durability) -> Result<u64, StoreError> {
+    let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let file = File::create(path).map_err(|e| StoreError::io(path, e))?;
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_size(256 * 1024)
-        .build();
+        .set_max_row_group_size(256 * 1024);
+    // Nearly every value of these is distinct: a dictionary would be built and thrown away.
+    for col in [
+        COL_CUSTOMER,
+        COL_TIMESTAMP,
+        COL_SEQ,
+        COL_EVENT_ID,
+        COL_IDENTIFIERS,
+        COL_PROPERTIES,
+        COL_TRAITS,
+    ] {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(col), false);
+    }
+    let props = props.build();
     let mut writer =
-        ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| StoreError::Parquet {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    writer.write(&batch).map_err(|e| StoreError::Parquet {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let file = writer.into_inner().map_err(|e| StoreError::Parquet {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+        ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| perr(&e))?;
+    writer.write(batch).map_err(|e| perr(&e))?;
+    let file = writer.into_inner().map_err(|e| perr(&e))?;
     d.sync_file(&file).map_err(|e| StoreError::Fsync {
         path: path.to_path_buf(),
         source: e,
     })?;
     Ok(file.metadata().map_err(|e| StoreError::io(path, e))?.len())
+}
+
+/// What a merge wrote.
+pub struct Merged {
+    pub rows: u64,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub bytes: u64,
+}
+
+/// Merges segments into one, sorted by (customer, timestamp, seq), at the Arrow level:
+/// columns are concatenated and reordered by one sort permutation, rows never decoded.
+pub fn merge_segments(
+    inputs: &[std::path::PathBuf],
+    out: &Path,
+    d: &dyn Durability,
+) -> Result<Merged, StoreError> {
+    let schema = schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut batches = Vec::new();
+    for p in inputs {
+        read_columns(p, &names, |b| {
+            batches.push(b.clone());
+            Ok(())
+        })?;
+    }
+    let aerr = |e: &dyn std::fmt::Display| StoreError::Parquet {
+        path: out.to_path_buf(),
+        message: format!("merge: {e}"),
+    };
+    let Some(first) = batches.first() else {
+        return Err(aerr(&"no rows to merge"));
+    };
+    let all =
+        arrow_select::concat::concat_batches(&first.schema(), &batches).map_err(|e| aerr(&e))?;
+    drop(batches);
+    let sort_by = [COL_CUSTOMER, COL_TIMESTAMP, COL_SEQ]
+        .iter()
+        .map(|c| {
+            Ok(arrow_ord::sort::SortColumn {
+                values: column(&all, c, out)?.clone(),
+                options: None,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let order = arrow_ord::sort::lexsort_to_indices(&sort_by, None).map_err(|e| aerr(&e))?;
+    let sorted = arrow_select::take::take_record_batch(&all, &order).map_err(|e| aerr(&e))?;
+    drop(all);
+    let ts = column(&sorted, COL_TIMESTAMP, out)?.as_primitive::<TimestampMicrosecondType>();
+    let (min_ts, max_ts) = ts
+        .values()
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+    let bytes = write_batch(out, &sorted, d)?;
+    Ok(Merged {
+        rows: sorted.num_rows() as u64,
+        min_ts,
+        max_ts,
+        bytes,
+    })
 }
 
 /// Reads the named columns of a segment, batch by batch.
