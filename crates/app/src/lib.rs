@@ -34,6 +34,11 @@ pub enum AppError {
         "the data dir already holds {0} events; demo data is only generated into an empty data dir"
     )]
     NotEmpty(u64),
+    #[error("{source}; the {imported} events read before it were imported and are kept")]
+    ImportStopped {
+        source: import::ImportError,
+        imported: u64,
+    },
 }
 
 pub struct AppOptions {
@@ -206,7 +211,7 @@ impl App {
         };
         let mut rejects: Option<RejectsFile> = None;
         const BATCH: usize = 64 * 1024;
-        std::thread::scope(|scope| -> Result<(), AppError> {
+        let result = std::thread::scope(|scope| -> Result<(), AppError> {
             let (tx, rx) = std::sync::mpsc::sync_channel(2);
             let reading = scope.spawn(move || -> Result<(), import::ImportError> {
                 while let Some(batch) = reader.next_batch(BATCH)? {
@@ -262,9 +267,13 @@ impl App {
             }
             reading
                 .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-            Ok(())
-        })?;
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                .map_err(|source| AppError::ImportStopped {
+                    source,
+                    imported: summary.imported,
+                })
+        });
+        let stopped = result.err();
         if let Some(f) = rejects {
             summary.rejects_file = Some(f.finish()?);
         }
@@ -281,7 +290,10 @@ impl App {
                 .as_ref()
                 .map(|p| p.display().to_string()),
         })?;
-        Ok(summary)
+        match stopped {
+            Some(e) => Err(e),
+            None => Ok(summary),
+        }
     }
 
     /// Generates the demo dataset into an empty data dir and writes its stage mapping.
@@ -403,10 +415,26 @@ impl RejectsFile {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "input".into());
         let (y, mo, d, h, mi, s, _) = at.civil();
-        let path = rejects_dir.join(format!(
-            "{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}-{name}.rejects.ndjson"
-        ));
-        let file = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
+        let stem = format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}-{name}");
+        // Never overwrite the rejects of an earlier import that started in the same second.
+        let mut n = 1;
+        let (path, file) = loop {
+            let suffix = if n == 1 {
+                String::new()
+            } else {
+                format!("-{n}")
+            };
+            let path = rejects_dir.join(format!("{stem}{suffix}.rejects.ndjson"));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => break (path, file),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => return Err(io(&path, e)),
+            }
+        };
         Ok(RejectsFile {
             path,
             out: std::io::BufWriter::new(file),

@@ -261,3 +261,29 @@ fn demo_is_deterministic_by_seed() {
         assert_eq!(sa[key], sb[key], "{key}");
     }
 }
+
+#[test]
+fn a_file_broken_midway_stops_with_a_clear_error_and_keeps_what_was_imported() {
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("broken.xes");
+    let mut xes = String::from("<?xml version=\"1.0\"?>\n<log xes.version=\"1849-2016\">\n");
+    for case in 0..3 {
+        xes.push_str(&format!(
+            "<trace><string key=\"concept:name\" value=\"case-{case}\"/>\n\
+             <event><string key=\"concept:name\" value=\"register\"/>\
+             <date key=\"time:timestamp\" value=\"2026-01-0{}T10:00:00Z\"/></event>\n</trace>\n",
+            case + 1
+        ));
+    }
+    xes.push_str("<trace><string key=\"concept:name\" value=\"case-9\"/>\n<event><string");
+    std::fs::write(&path, xes).unwrap();
+    let data = work.path().join("data");
+    let out = omnitrail(&data, &["import", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.xes"), "{err}");
+    assert!(err.contains("were imported and are kept"), "{err}");
+    // Whatever was stored before the failure is still there and readable.
+    let stats = ok_json(&data, &["stats", "--format", "json"]);
+    assert!(stats["events"].as_u64().unwrap() <= 3, "{stats}");
+}

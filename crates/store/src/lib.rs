@@ -424,8 +424,11 @@ impl Store {
             let max_seq = records.last().map(|r| r.seq).unwrap_or(0);
             let frames = match encode_frames(&records) {
                 Ok(f) => f,
-                // The indexes already count this batch; only a restart makes them true again.
-                Err(e) => return Err(StoreError::Poisoned(e.to_string())),
+                Err(e) => {
+                    // The indexes already count this batch; only a restart makes them true.
+                    self.commit.poison(&e);
+                    return Err(e);
+                }
             };
             // Queued records go to the tail at once but scans only show them once durable.
             self.tail
