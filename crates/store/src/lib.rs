@@ -703,6 +703,27 @@ impl Store {
         partition: u32,
         spec: &ScanSpec,
     ) -> Result<Arc<Journeys>, StoreError> {
+        // A merge may delete a segment between reading the manifest and reading the file;
+        // the newer manifest then names its replacement, so read again.
+        let mut attempts = 0;
+        loop {
+            let version = self.manifest().version;
+            match self.load_journeys(project, partition, spec) {
+                Err(e) if attempts < 3 && self.manifest().version != version => {
+                    tracing::debug!("scan raced a compaction, reading again: {e}");
+                    attempts += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn load_journeys(
+        &self,
+        project: ProjectId,
+        partition: u32,
+        spec: &ScanSpec,
+    ) -> Result<Arc<Journeys>, StoreError> {
         let mut b = journeys::JourneysBuilder::new(project, partition, spec);
         // The manifest and the tail are read under one lock, so a compaction that moves
         // records from the tail into segments is seen either wholly or not at all.

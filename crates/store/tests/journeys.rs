@@ -315,3 +315,53 @@ fn empty_partition_has_no_customers() {
 fn steps(j: &Journeys) -> Vec<(CustomerId, Vec<JourneyStep>)> {
     common::decode(j, &spec())
 }
+
+/// A scan reads the manifest, then segment files; a compaction or merge in between swaps
+/// the manifest and deletes merged segments. Scans must neither fail nor go back in time.
+#[test]
+fn scans_during_compactions_and_merges_never_fail_or_lose_events() {
+    const ROUNDS: usize = 300;
+    const PER_ROUND: usize = 20;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(
+        Store::open(
+            dir.path(),
+            StoreOptions {
+                // One partition, merged on nearly every compaction: the widest window.
+                partitions: 1,
+                durability: Arc::new(NoSync),
+                auto_compact_events: usize::MAX,
+                max_segments_per_partition: 2,
+            },
+        )
+        .expect("open"),
+    );
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            for round in 0..ROUNDS {
+                store
+                    .ingest(P, common::numbered(&format!("r{round}-"), PER_ROUND))
+                    .expect("ingest");
+                store.compact().expect("compact");
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let spec = ScanSpec::default();
+    let mut last = 0;
+    let mut scans = 0;
+    loop {
+        let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+        let seen = store.journeys(P, 0, &spec).expect("scan").events();
+        assert!(seen >= last, "scan went back from {last} to {seen} events");
+        last = seen;
+        scans += 1;
+        if finished {
+            break;
+        }
+    }
+    writer.join().expect("writer");
+    assert_eq!(last, ROUNDS * PER_ROUND, "after {scans} scans");
+}
