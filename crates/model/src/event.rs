@@ -1,23 +1,24 @@
 //! The canonical touchpoint event and its JSON form (DESIGN.md §3).
 
+use crate::value::Text;
 use crate::value::{normalized_property, MAX_NAME_LEN};
 use crate::{Channel, Identifier, IdentifierKind, Timestamp, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub type Properties = BTreeMap<String, Value>;
+pub type Properties = BTreeMap<Text, Value>;
 
 /// One thing that happened to a customer on a channel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Client-chosen id used to de-duplicate retries.
-    pub event_id: Option<String>,
+    pub event_id: Option<Text>,
     pub timestamp: Timestamp,
     /// Sorted and free of duplicates; never empty.
     pub identifiers: Vec<Identifier>,
     pub channel: Channel,
-    pub activity: String,
+    pub activity: Text,
     pub properties: Properties,
     pub traits: Properties,
 }
@@ -50,7 +51,7 @@ impl Event {
         timestamp: Timestamp,
         identifier: Identifier,
         channel: Channel,
-        activity: impl Into<String>,
+        activity: impl Into<Text>,
     ) -> Event {
         Event {
             event_id: None,
@@ -75,12 +76,12 @@ impl Event {
     }
 
     pub fn with_property(mut self, name: &str, value: Value) -> Event {
-        self.properties.insert(name.to_string(), value);
+        self.properties.insert(name.into(), value);
         self
     }
 
     pub fn with_trait(mut self, name: &str, value: Value) -> Event {
-        self.traits.insert(name.to_string(), value);
+        self.traits.insert(name.into(), value);
         self
     }
 
@@ -125,7 +126,7 @@ impl Event {
         // Only now that everything passed are values rewritten into their normal forms.
         self.properties.extend(rewrites);
         if activity != self.activity {
-            self.activity = activity;
+            self.activity = activity.into();
         }
         Ok(())
     }
@@ -155,8 +156,8 @@ impl Event {
         }
         let event_id = match obj.get("event_id") {
             None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            Some(serde_json::Value::String(s)) => Some(s.as_str().into()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string().into()),
             Some(_) => return Err(ValidationError::new("event_id", "expected a string")),
         };
         let timestamp = match obj.get("timestamp") {
@@ -225,7 +226,7 @@ impl Event {
             timestamp,
             identifiers,
             channel,
-            activity,
+            activity: activity.into(),
             properties,
             traits,
         }
@@ -236,7 +237,7 @@ impl Event {
     pub fn to_json(&self) -> serde_json::Value {
         let mut obj = serde_json::Map::new();
         if let Some(id) = &self.event_id {
-            obj.insert("event_id".into(), id.clone().into());
+            obj.insert("event_id".into(), id.as_str().into());
         }
         obj.insert("timestamp".into(), self.timestamp.to_rfc3339().into());
         let ids: serde_json::Map<String, serde_json::Value> = self
@@ -251,7 +252,7 @@ impl Event {
             .collect();
         obj.insert("identifiers".into(), ids.into());
         obj.insert("channel".into(), self.channel.as_str().into());
-        obj.insert("activity".into(), self.activity.clone().into());
+        obj.insert("activity".into(), self.activity.as_str().into());
         if !self.properties.is_empty() {
             obj.insert("properties".into(), values_to_json(&self.properties));
         }
@@ -272,7 +273,7 @@ pub fn values_to_json(values: &Properties) -> serde_json::Value {
     serde_json::Value::Object(
         values
             .iter()
-            .map(|(k, v)| (k.clone(), v.to_json()))
+            .map(|(k, v)| (k.to_string(), v.to_json()))
             .collect(),
     )
 }
@@ -350,7 +351,7 @@ fn flatten(
         };
         let value = match v {
             serde_json::Value::Null => continue,
-            serde_json::Value::String(s) => Value::Str(s.clone()),
+            serde_json::Value::String(s) => Value::Str(s.as_str().into()),
             serde_json::Value::Bool(b) => Value::Bool(*b),
             serde_json::Value::Number(n) => match n.as_f64() {
                 Some(f) if f.is_finite() => Value::Num(f),
@@ -361,7 +362,7 @@ fn flatten(
                     ))
                 }
             },
-            serde_json::Value::Array(_) => Value::Str(v.to_string()),
+            serde_json::Value::Array(_) => Value::Str(v.to_string().into()),
             serde_json::Value::Object(inner) => {
                 if depth + 1 >= MAX_NESTING {
                     return Err(ValidationError::new(
@@ -373,7 +374,7 @@ fn flatten(
                 continue;
             }
         };
-        out.insert(name, value);
+        out.insert(name.into(), value);
     }
     Ok(())
 }

@@ -10,10 +10,12 @@ pub mod value;
 
 pub use channel::{Channel, ChannelError};
 pub use clock::{Clock, FixedClock, SystemClock};
+/// `format!` into a [`Text`], without a heap allocation when the result is short.
+pub use compact_str::format_compact as format_text;
 pub use event::{Event, Properties, ValidationError};
 pub use identifier::{Identifier, IdentifierError, IdentifierKind};
 pub use timestamp::{Timestamp, TimestampError, MICROS_PER_SECOND};
-pub use value::{check_property, property_from_text, Outcome, Value, WELL_KNOWN_PROPERTIES};
+pub use value::{check_property, property_from_text, Outcome, Text, Value, WELL_KNOWN_PROPERTIES};
 
 /// A project: every stored row belongs to one. Local use has the default project.
 #[derive(

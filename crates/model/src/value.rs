@@ -3,10 +3,15 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Short text stored inline (up to 24 bytes) instead of on the heap: property names and
+/// most values (`iOS`, `billing`, `a-17`) are short, and an event holds a dozen of them.
+/// It serializes exactly like `String`, so stored formats do not depend on it.
+pub type Text = compact_str::CompactString;
+
 /// A property or trait value. Nulls are not values: a null property is simply absent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
-    Str(String),
+    Str(Text),
     Num(f64),
     Bool(bool),
 }
@@ -26,7 +31,7 @@ impl Value {
     }
     pub fn to_json(&self) -> serde_json::Value {
         match self {
-            Value::Str(s) => serde_json::Value::String(s.clone()),
+            Value::Str(s) => serde_json::Value::String(s.to_string()),
             Value::Num(n) => serde_json::Number::from_f64(*n)
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
@@ -45,7 +50,7 @@ impl Value {
         match t {
             "true" | "TRUE" | "True" => Value::Bool(true),
             "false" | "FALSE" | "False" => Value::Bool(false),
-            _ => Value::Str(text.to_string()),
+            _ => Value::Str(text.into()),
         }
     }
 }
@@ -184,7 +189,7 @@ pub fn normalized_property(name: &str, value: &Value) -> Result<Option<Value>, S
     match (ty, value) {
         (WellKnownType::Outcome, Value::Str(s)) => match Outcome::parse(s) {
             Some(o) if o.as_str() == s => Ok(None),
-            Some(o) => Ok(Some(Value::Str(o.as_str().to_string()))),
+            Some(o) => Ok(Some(Value::Str(o.as_str().into()))),
             None => Err(format!(
                 "'{s}' is not an outcome (success, failure, abandoned, escalated, resolved)"
             )),
@@ -200,9 +205,9 @@ pub fn normalized_property(name: &str, value: &Value) -> Result<Option<Value>, S
         (WellKnownType::Amount, Value::Num(n)) if n.is_finite() => Ok(None),
         (WellKnownType::Amount, v) => Err(format!("{v} is not a number")),
         (WellKnownType::Text | WellKnownType::Id, Value::Str(_)) => Ok(None),
-        (WellKnownType::Id, Value::Num(n)) if n.fract() == 0.0 && n.abs() < 9e15 => {
-            Ok(Some(Value::Str(format!("{}", *n as i64))))
-        }
+        (WellKnownType::Id, Value::Num(n)) if n.fract() == 0.0 && n.abs() < 9e15 => Ok(Some(
+            Value::Str(compact_str::format_compact!("{}", *n as i64)),
+        )),
         (WellKnownType::Outcome | WellKnownType::Text | WellKnownType::Id, v) => {
             Err(format!("{v} is not a string"))
         }
@@ -214,7 +219,7 @@ pub fn normalized_property(name: &str, value: &Value) -> Result<Option<Value>, S
 pub fn property_from_text(name: &str, text: &str) -> Result<Value, String> {
     let value = match well_known_type(name) {
         Some(WellKnownType::Text | WellKnownType::Id | WellKnownType::Outcome) => {
-            Value::Str(text.trim().to_string())
+            Value::Str(text.trim().into())
         }
         Some(_) => match text.trim().parse::<f64>() {
             Ok(n) => Value::Num(n),

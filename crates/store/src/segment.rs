@@ -17,7 +17,8 @@ use omnitrail_model::value::{
     well_known_index, well_known_type, WellKnownType, WELL_KNOWN_PROPERTIES,
 };
 use omnitrail_model::{
-    Channel, CustomerId, Event, Identifier, IdentifierKind, ProjectId, Properties, Timestamp, Value,
+    Channel, CustomerId, Event, Identifier, IdentifierKind, ProjectId, Properties, Text, Timestamp,
+    Value,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
@@ -92,7 +93,7 @@ struct JsonValues<'a> {
 }
 
 impl JsonValues<'_> {
-    fn entries(&self) -> impl Iterator<Item = (&String, &Value)> {
+    fn entries(&self) -> impl Iterator<Item = (&Text, &Value)> {
         let skip = self.skip_well_known;
         self.values
             .iter()
@@ -396,12 +397,12 @@ fn json_values(text: &str, path: &Path) -> Result<Properties, StoreError> {
     obj.iter()
         .map(|(k, v)| {
             let value = match v {
-                serde_json::Value::String(s) => Value::Str(s.clone()),
+                serde_json::Value::String(s) => Value::Str(s.as_str().into()),
                 serde_json::Value::Bool(b) => Value::Bool(*b),
                 serde_json::Value::Number(n) => Value::Num(n.as_f64().unwrap_or(f64::NAN)),
                 other => return Err(bad(path, format!("unexpected value {other}"))),
             };
-            Ok((k.clone(), value))
+            Ok((k.as_str().into(), value))
         })
         .collect()
 }
@@ -450,27 +451,25 @@ pub fn read_records(path: &Path, project: ProjectId) -> Result<Vec<LogRecord>, S
                     continue;
                 }
                 let v = if is_text(ty) {
-                    Value::Str(col.as_string::<i32>().value(row).to_string())
+                    Value::Str(col.as_string::<i32>().value(row).into())
                 } else {
                     Value::Num(
                         col.as_primitive::<arrow_array::types::Float64Type>()
                             .value(row),
                     )
                 };
-                props.insert(name.to_string(), v);
+                props.insert(name.into(), v);
             }
             out.push(LogRecord {
                 seq: seq.value(row),
                 project,
                 customer: CustomerId(customer.value(row)),
                 event: Event {
-                    event_id: (!event_id.is_null(row)).then(|| event_id.value(row).to_string()),
+                    event_id: (!event_id.is_null(row)).then(|| event_id.value(row).into()),
                     timestamp: Timestamp::from_micros(ts.value(row)),
                     identifiers: ids,
                     channel,
-                    activity: act_values
-                        .value(act_keys.keys().value(row) as usize)
-                        .to_string(),
+                    activity: act_values.value(act_keys.keys().value(row) as usize).into(),
                     properties: props,
                     traits: if traits.is_null(row) {
                         Properties::new()

@@ -59,7 +59,7 @@ impl Model {
         let mut out = IngestOutcome::default();
         for e in events {
             if let Some(eid) = &e.event_id {
-                if !self.seen_ids.insert((project, eid.clone())) {
+                if !self.seen_ids.insert((project, eid.to_string())) {
                     out.duplicates += 1;
                     out.customers.push(None);
                     continue;
@@ -158,7 +158,7 @@ impl EventSpec {
         for i in ids {
             e.add_identifier(i);
         }
-        e.event_id = self.event_id.map(|n| format!("e{n}"));
+        e.event_id = self.event_id.map(|n| format!("e{n}").into());
         if let Some(s) = self.sentiment {
             e = e.with_property("sentiment", Value::Num(s));
         }

@@ -80,7 +80,7 @@ pub fn generate_customer(cfg: &SynthConfig, index: u64) -> SyntheticCustomer {
         let mut id = String::with_capacity(prefix.len() + 6);
         id.push_str(&prefix);
         write!(id, "{n}").expect("writing to a String cannot fail");
-        e.event_id = Some(id);
+        e.event_id = Some(id.into());
     }
     SyntheticCustomer {
         index,

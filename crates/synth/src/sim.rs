@@ -199,7 +199,10 @@ impl<'a> Sim<'a> {
 
     fn agent(&mut self, department: Department) -> Value {
         let (first, count) = department.agents();
-        Value::Str(format!("a-{}", first + self.rng.random_range(0..count)))
+        Value::Str(omnitrail_model::format_text!(
+            "a-{}",
+            first + self.rng.random_range(0..count)
+        ))
     }
 
     fn new_ticket(&mut self) -> String {
@@ -209,7 +212,11 @@ impl<'a> Sim<'a> {
 
     fn new_order(&mut self) -> Value {
         self.orders += 1;
-        Value::Str(format!("O-{}-{}", self.p.index, self.orders))
+        Value::Str(omnitrail_model::format_text!(
+            "O-{}-{}",
+            self.p.index,
+            self.orders
+        ))
     }
 
     fn price(&self) -> f64 {
@@ -1164,5 +1171,5 @@ impl<'a> Sim<'a> {
 }
 
 fn text(s: &str) -> Value {
-    Value::Str(s.to_string())
+    Value::Str(s.into())
 }

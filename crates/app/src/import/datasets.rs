@@ -88,7 +88,7 @@ fn receipt_csv_and_xes_give_the_same_journeys() {
             .map(|e| {
                 (
                     e.identifiers[0].value.clone(),
-                    e.activity.clone(),
+                    e.activity.to_string(),
                     e.timestamp.as_micros(),
                 )
             })

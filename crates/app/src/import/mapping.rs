@@ -422,7 +422,7 @@ impl Plan {
             timestamp,
             identifiers: Vec::with_capacity(1),
             channel,
-            activity,
+            activity: activity.into(),
             properties: Properties::new(),
             traits: Properties::new(),
         };
@@ -456,19 +456,19 @@ impl Plan {
         if let Some(column) = self.event_id {
             let value = cell(column)?;
             if !value.is_absent() {
-                event.event_id = Some(value.to_text().trim().to_string());
+                event.event_id = Some(value.to_text().trim().into());
             }
         }
         for (column, name) in &self.properties {
             if let Some(value) = property_from_cell(name, &cell(*column)?)
                 .map_err(|reason| RowError::new(field(*column), reason))?
             {
-                event.properties.insert(name.clone(), value);
+                event.properties.insert(name.as_str().into(), value);
             }
         }
         for (column, name) in &self.traits {
             if let Some(value) = trait_from_cell(&cell(*column)?) {
-                event.traits.insert(name.clone(), value);
+                event.traits.insert(name.as_str().into(), value);
             }
         }
         event
@@ -530,11 +530,11 @@ pub(crate) fn property_from_cell(name: &str, cell: &Cell) -> Result<Option<Value
     );
     let value = match cell {
         Cell::Text(t) => return property_from_text(name, t).map(Some),
-        Cell::Int(_) | Cell::Num(_) if textual => Value::Str(cell.to_text().into_owned()),
+        Cell::Int(_) | Cell::Num(_) if textual => Value::Str(cell.to_text().as_ref().into()),
         Cell::Int(i) => Value::Num(*i as f64),
         Cell::Num(n) => Value::Num(*n),
         Cell::Bool(b) => Value::Bool(*b),
-        Cell::Micros(m) => Value::Str(Timestamp::from_micros(*m).to_rfc3339()),
+        Cell::Micros(m) => Value::Str(Timestamp::from_micros(*m).to_rfc3339().into()),
         Cell::Null => return Ok(None),
     };
     check_property(name, value).map(Some)
@@ -548,7 +548,7 @@ pub(crate) fn trait_from_cell(cell: &Cell) -> Option<Value> {
         Cell::Int(i) => Some(Value::Num(*i as f64)),
         Cell::Num(n) => Some(Value::Num(*n)),
         Cell::Bool(b) => Some(Value::Bool(*b)),
-        Cell::Micros(m) => Some(Value::Str(Timestamp::from_micros(*m).to_rfc3339())),
+        Cell::Micros(m) => Some(Value::Str(Timestamp::from_micros(*m).to_rfc3339().into())),
         Cell::Null => None,
     }
 }

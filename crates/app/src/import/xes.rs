@@ -347,11 +347,11 @@ impl TraceContext {
                     .push(identifier_from_cell(&kind, &cell).map_err(|r| attr.error(r))?);
             } else {
                 let value = match attr.ty {
-                    AttrType::Id => Some(Value::Str(attr.value.trim().to_string())),
+                    AttrType::Id => Some(Value::Str(attr.value.trim().into())),
                     _ => trait_from_cell(&cell),
                 };
                 if let Some(value) = value {
-                    context.traits.insert(trait_name(&attr.key), value);
+                    context.traits.insert(trait_name(&attr.key).into(), value);
                 }
             }
         }
@@ -555,14 +555,14 @@ impl State {
                 let name = keys.property_name(key);
                 let value = match attr.ty {
                     AttrType::Id => {
-                        check_property(&name, Value::Str(attr.value.trim().to_string())).map(Some)
+                        check_property(&name, Value::Str(attr.value.trim().into())).map(Some)
                     }
                     _ => attr
                         .cell()
                         .and_then(|cell| property_from_cell(&name, &cell)),
                 };
                 if let Some(value) = value.map_err(|r| attr.error(r))? {
-                    properties.insert(name, value);
+                    properties.insert(name.into(), value);
                 }
             }
         }
@@ -595,7 +595,7 @@ impl State {
         for id in identifiers {
             event.add_identifier(id);
         }
-        event.event_id = event_id;
+        event.event_id = event_id.map(Into::into);
         event.properties = properties;
         event.traits = context.traits.clone();
         event

@@ -45,7 +45,7 @@ pub trait EventExt {
 pub struct PropValue(pub Value);
 impl From<&str> for PropValue {
     fn from(s: &str) -> Self {
-        PropValue(Value::Str(s.to_string()))
+        PropValue(Value::Str(s.into()))
     }
 }
 impl From<f64> for PropValue {
@@ -61,7 +61,7 @@ impl From<bool> for PropValue {
 
 impl EventExt for Event {
     fn event_id(mut self, id: &str) -> Event {
-        self.event_id = Some(id.to_string());
+        self.event_id = Some(id.into());
         self
     }
     fn prop(self, name: &str, value: impl Into<PropValue>) -> Event {
@@ -99,7 +99,7 @@ pub fn event_ids(store: &Store) -> Vec<String> {
         .records(P)
         .expect("records")
         .into_iter()
-        .filter_map(|r| r.event.event_id)
+        .filter_map(|r| r.event.event_id.map(String::from))
         .collect()
 }
 
@@ -356,12 +356,12 @@ pub fn expected_journeys(
         out.entry(r.customer).or_default().push(JourneyStep {
             ts: r.event.timestamp.as_micros(),
             seq: r.seq,
-            activity: r.event.activity.clone(),
+            activity: r.event.activity.to_string(),
             channel: r.event.channel.as_str().to_string(),
             props: spec
                 .properties
                 .iter()
-                .map(|name| r.event.properties.get(name).map(Value::to_string))
+                .map(|name| r.event.properties.get(name.as_str()).map(Value::to_string))
                 .collect(),
         });
     }
@@ -373,7 +373,7 @@ pub fn id_counts(records: &[LogRecord]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for r in records {
         if let Some(id) = &r.event.event_id {
-            *counts.entry(id.clone()).or_default() += 1;
+            *counts.entry(id.to_string()).or_default() += 1;
         }
     }
     counts
