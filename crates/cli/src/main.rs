@@ -154,6 +154,17 @@ fn open(data: &Path) -> Result<App> {
         .with_context(|| format!("cannot open data dir {}", data.display()))
 }
 
+/// For commands that only read or tidy: a mistyped `--data` must not create an empty dir.
+fn open_existing(data: &Path) -> Result<App> {
+    if !data.is_dir() {
+        bail!(
+            "data dir {} does not exist; create one with `omnitrail demo` or `omnitrail import`",
+            data.display()
+        );
+    }
+    open(data)
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo {
@@ -164,7 +175,7 @@ fn run(cli: Cli) -> Result<()> {
         } => demo(&cli.data, customers, seed, no_serve, format),
         Command::Import(args) => import(&cli.data, *args),
         Command::Stats { format } => {
-            let app = open(&cli.data)?;
+            let app = open_existing(&cli.data)?;
             output::stats(
                 &app.stats(ProjectId::DEFAULT)?,
                 format == OutputFormat::Json,
@@ -172,7 +183,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Compact => {
-            let app = open(&cli.data)?;
+            let app = open_existing(&cli.data)?;
             let r = app.compact()?;
             println!(
                 "compacted {} events into {} segments ({} merged)",

@@ -287,3 +287,13 @@ fn a_file_broken_midway_stops_with_a_clear_error_and_keeps_what_was_imported() {
     let stats = ok_json(&data, &["stats", "--format", "json"]);
     assert!(stats["events"].as_u64().unwrap() <= 3, "{stats}");
 }
+
+#[test]
+fn stats_on_a_missing_data_dir_is_an_error_and_creates_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let missing = work.path().join("typo");
+    let out = omnitrail(&missing, &["stats"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    assert!(!missing.exists());
+}
