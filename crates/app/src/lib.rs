@@ -8,11 +8,11 @@ pub mod import;
 pub mod stats;
 
 pub use config::Config;
+pub use omnitrail_synth::SynthConfig;
 pub use stats::Stats;
 
 use omnitrail_model::{Clock, Event, ProjectId, SystemClock, Timestamp, ValidationError};
 use omnitrail_store::{DeadLetter, ImportRecord, Store, StoreError, StoreOptions};
-use omnitrail_synth::SynthConfig;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -302,7 +302,7 @@ impl App {
         cfg: &SynthConfig,
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<DemoSummary, AppError> {
-        let existing = self.stats(ProjectId::DEFAULT)?.events;
+        let existing = self.store.event_count(ProjectId::DEFAULT);
         if existing > 0 {
             return Err(AppError::NotEmpty(existing));
         }

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use omnitrail_app::import::{ColumnMapping, Format, ImportOptions, TextEncoding};
-use omnitrail_app::{App, AppOptions};
+use omnitrail_app::{App, AppError, AppOptions, SynthConfig};
 use omnitrail_model::{Channel, IdentifierKind, ProjectId};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -218,34 +218,39 @@ fn demo(
 ) -> Result<()> {
     let json = format == OutputFormat::Json;
     let mut app = open(data)?;
-    let existing = app.stats(ProjectId::DEFAULT)?.events;
-    if existing == 0 {
-        let cfg = omnitrail_synth::SynthConfig {
-            customers,
-            seed,
-            ..omnitrail_synth::SynthConfig::default()
-        };
-        let bar = progress_bar(
-            json,
-            customers,
-            "generating {bar:40} {pos}/{len} customers {per_sec} eta {eta}",
-        );
-        let started = Instant::now();
-        let summary = app.generate_demo(&cfg, &|done, _| bar.set_position(done))?;
-        bar.finish_and_clear();
-        if !json {
-            eprintln!(
-                "generated {} events for {} customers in {:.1} s (seed {seed})",
-                summary.events,
-                summary.customers,
-                started.elapsed().as_secs_f64()
-            );
+    let cfg = SynthConfig {
+        customers,
+        seed,
+        ..SynthConfig::default()
+    };
+    let bar = progress_bar(
+        json,
+        customers,
+        "generating {bar:40} {pos}/{len} customers {per_sec} eta {eta}",
+    );
+    let started = Instant::now();
+    match app.generate_demo(&cfg, &|done, _| bar.set_position(done)) {
+        Ok(summary) => {
+            bar.finish_and_clear();
+            if !json {
+                eprintln!(
+                    "generated {} events for {} customers in {:.1} s (seed {seed})",
+                    summary.events,
+                    summary.customers,
+                    started.elapsed().as_secs_f64()
+                );
+            }
         }
-    } else if !json {
-        eprintln!(
-            "{} already holds {existing} events; showing them (use an empty --data dir for fresh demo data)",
-            data.display()
-        );
+        Err(AppError::NotEmpty(existing)) => {
+            bar.finish_and_clear();
+            if !json {
+                eprintln!(
+                    "{} already holds {existing} events; demo data is only generated into an empty --data dir",
+                    data.display()
+                );
+            }
+        }
+        Err(e) => return Err(e.into()),
     }
     if no_serve && !json {
         return Ok(());

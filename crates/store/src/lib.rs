@@ -446,6 +446,25 @@ impl Store {
         Ok(outcome)
     }
 
+    /// How many events a project holds, from the manifest's row counts and the log tail:
+    /// no segment is read.
+    pub fn event_count(&self, project: ProjectId) -> u64 {
+        let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
+        let durable = self.commit.durable_seq_end();
+        let logged = tail
+            .records()
+            .filter(|r| r.project == project && r.seq < durable)
+            .count() as u64;
+        let compacted: u64 = self
+            .manifest()
+            .segments
+            .iter()
+            .filter(|s| s.project == project)
+            .map(|s| s.rows)
+            .sum();
+        compacted + logged
+    }
+
     /// Events waiting in the log, not yet compacted.
     pub fn uncompacted_events(&self) -> usize {
         self.tail.read().unwrap_or_else(|p| p.into_inner()).len()

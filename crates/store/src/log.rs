@@ -350,7 +350,8 @@ impl GroupCommit {
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic elsewhere must not wedge ingest forever; the state it guards is only
-    // updated in ways that stay consistent at every await-free step.
+    // Mutex poisoning is not how the store signals failure: a failure that could leave
+    // guarded state inconsistent poisons the store itself (`GroupCommit::poison`), so a
+    // panicked holder must not also turn every later call into a second panic.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

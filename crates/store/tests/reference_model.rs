@@ -271,6 +271,14 @@ fn open(dir: &Path, cfg: &Config) -> Store {
 fn check(store: &Store, model: &Model, step: usize, op: &Op) -> Result<(), TestCaseError> {
     for project in PROJECTS {
         let want = model.records(project);
+        prop_assert_eq!(
+            store.event_count(project),
+            want.len() as u64,
+            "after step {} ({:?}), {:?}: event_count",
+            step,
+            op,
+            project
+        );
         let got = store.records(project).expect("records");
         if got != want {
             let first_diff = got.iter().zip(&want).position(|(g, w)| g != w);
