@@ -5,6 +5,7 @@ pub mod channel;
 pub mod clock;
 pub mod event;
 pub mod identifier;
+pub mod journeys;
 pub mod timestamp;
 pub mod value;
 

@@ -1,6 +1,5 @@
-//! Columnar journeys: what the engine reads. One value per partition: its customers in
-//! order, each with a range of events sorted by (timestamp, seq), and the event columns a
-//! query asked for.
+//! Builds columnar journeys ([`Journeys`], defined in the model) from segments and the log
+//! tail.
 
 use crate::log::LogRecord;
 use crate::segment::{self, column, dictionary};
@@ -8,105 +7,10 @@ use crate::StoreError;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt64Type};
 use arrow_array::Array;
+use omnitrail_model::journeys::{Dictionary, Journeys, PropertyColumn, ScanSpec};
 use omnitrail_model::value::{well_known_type, WellKnownType};
 use omnitrail_model::{CustomerId, ProjectId, Value};
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-
-/// A dictionary of text values: code `i` stands for `values[i]`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Dictionary {
-    pub values: Vec<String>,
-    index: HashMap<String, u32>,
-}
-
-impl Dictionary {
-    pub fn code(&mut self, value: &str) -> u32 {
-        if let Some(&c) = self.index.get(value) {
-            return c;
-        }
-        let c = self.values.len() as u32;
-        self.values.push(value.to_string());
-        self.index.insert(value.to_string(), c);
-        c
-    }
-    pub fn get(&self, value: &str) -> Option<u32> {
-        self.index.get(value).copied()
-    }
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-    fn heap_bytes(&self) -> usize {
-        self.values.iter().map(|v| 2 * (v.len() + 24) + 8).sum()
-    }
-}
-
-/// An event property loaded as a column.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PropertyColumn {
-    /// NaN where the event has no such property (or a non-number).
-    Num(Vec<f64>),
-    /// Code 0 where the event has no such property; code `c > 0` is `dict.values[c - 1]`.
-    Text { codes: Vec<u32>, dict: Dictionary },
-}
-
-impl PropertyColumn {
-    fn heap_bytes(&self) -> usize {
-        match self {
-            PropertyColumn::Num(v) => v.len() * 8,
-            PropertyColumn::Text { codes, dict } => codes.len() * 4 + dict.heap_bytes(),
-        }
-    }
-}
-
-/// Which columns beyond customer, time, seq, activity and channel to load.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ScanSpec {
-    pub properties: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Journeys {
-    pub project: ProjectId,
-    pub partition: u32,
-    pub customers: Vec<CustomerId>,
-    /// `offsets[i]..offsets[i + 1]` are customer `i`'s events.
-    pub offsets: Vec<u32>,
-    pub ts: Vec<i64>,
-    pub seq: Vec<u64>,
-    pub activity: Vec<u32>,
-    pub activities: Dictionary,
-    pub channel: Vec<u16>,
-    pub channels: Dictionary,
-    pub properties: BTreeMap<String, PropertyColumn>,
-}
-
-impl Journeys {
-    pub fn events(&self) -> usize {
-        self.ts.len()
-    }
-
-    pub fn customer_range(&self, i: usize) -> std::ops::Range<usize> {
-        self.offsets[i] as usize..self.offsets[i + 1] as usize
-    }
-
-    /// Memory held by this value, for the per-event memory figure.
-    pub fn heap_bytes(&self) -> usize {
-        self.customers.len() * 8
-            + self.offsets.len() * 4
-            + self.ts.len() * (8 + 8 + 4 + 2)
-            + self.activities.heap_bytes()
-            + self.channels.heap_bytes()
-            + self
-                .properties
-                .values()
-                .map(PropertyColumn::heap_bytes)
-                .sum::<usize>()
-    }
-}
 
 enum Builder {
     Num(Vec<f64>),
@@ -125,6 +29,7 @@ pub(crate) struct JourneysBuilder {
     channel: Vec<u16>,
     channels: Dictionary,
     props: Vec<(String, Builder)>,
+    traits: Vec<(String, Vec<u32>, Dictionary)>,
 }
 
 impl JourneysBuilder {
@@ -153,6 +58,11 @@ impl JourneysBuilder {
             channel: Vec::new(),
             channels: Dictionary::default(),
             props,
+            traits: spec
+                .traits
+                .iter()
+                .map(|name| (name.clone(), Vec::new(), Dictionary::default()))
+                .collect(),
         }
     }
 
@@ -180,6 +90,13 @@ impl JourneysBuilder {
                 }),
             }
         }
+        for (name, codes, dict) in &mut self.traits {
+            codes.push(match r.event.traits.get(name.as_str()) {
+                None => 0,
+                Some(Value::Str(s)) => dict.code(s) + 1,
+                Some(other) => dict.code(&other.to_string()) + 1,
+            });
+        }
     }
 
     pub fn add_segment(&mut self, path: &Path) -> Result<(), StoreError> {
@@ -201,6 +118,9 @@ impl JourneysBuilder {
         }
         if custom {
             cols.push(segment::COL_PROPERTIES);
+        }
+        if !self.traits.is_empty() {
+            cols.push(segment::COL_TRAITS);
         }
         let names: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -255,26 +175,13 @@ impl JourneysBuilder {
                         }
                     }
                 } else if let (Some(json), Builder::Text(codes, dict)) = (custom_json, b) {
-                    for i in 0..json.len() {
-                        let v = if json.is_null(i) {
-                            None
-                        } else {
-                            serde_json::from_str::<serde_json::Value>(json.value(i))
-                                .ok()
-                                .and_then(|o| o.get(name.as_str()).cloned())
-                        };
-                        codes.push(match v {
-                            None | Some(serde_json::Value::Null) => 0,
-                            Some(serde_json::Value::String(s)) => dict.code(&s) + 1,
-                            // Spell numbers as the log tail does (`Value`'s Display: 3, not
-                            // JSON's 3.0), so compaction does not change what a journey shows.
-                            Some(serde_json::Value::Number(n)) => {
-                                let v = Value::Num(n.as_f64().unwrap_or(f64::NAN));
-                                dict.code(&v.to_string()) + 1
-                            }
-                            Some(other) => dict.code(&other.to_string()) + 1,
-                        });
-                    }
+                    push_json_field(json, name, codes, dict);
+                }
+            }
+            if !self.traits.is_empty() {
+                let json = column(batch, segment::COL_TRAITS, path)?.as_string::<i32>();
+                for (name, codes, dict) in &mut self.traits {
+                    push_json_field(json, name, codes, dict);
                 }
             }
             Ok(())
@@ -315,6 +222,14 @@ impl JourneysBuilder {
                 (name, col)
             })
             .collect();
+        let traits = self
+            .traits
+            .into_iter()
+            .map(|(name, codes, dict)| {
+                let codes = order.iter().map(|&i| codes[i as usize]).collect();
+                (name, PropertyColumn::Text { codes, dict })
+            })
+            .collect();
         Journeys {
             project: self.project,
             partition: self.partition,
@@ -327,6 +242,36 @@ impl JourneysBuilder {
             channel: order.iter().map(|&i| self.channel[i as usize]).collect(),
             channels: self.channels,
             properties,
+            traits,
         }
+    }
+}
+
+/// Appends one field of each row's JSON object as a text code (0 when absent).
+fn push_json_field(
+    json: &arrow_array::StringArray,
+    name: &str,
+    codes: &mut Vec<u32>,
+    dict: &mut Dictionary,
+) {
+    for i in 0..json.len() {
+        let v = if json.is_null(i) {
+            None
+        } else {
+            serde_json::from_str::<serde_json::Value>(json.value(i))
+                .ok()
+                .and_then(|o| o.get(name).cloned())
+        };
+        codes.push(match v {
+            None | Some(serde_json::Value::Null) => 0,
+            Some(serde_json::Value::String(s)) => dict.code(&s) + 1,
+            // Spell numbers as the log tail does (`Value`'s Display: 3, not JSON's 3.0), so
+            // compaction does not change what a journey shows.
+            Some(serde_json::Value::Number(n)) => {
+                let v = Value::Num(n.as_f64().unwrap_or(f64::NAN));
+                dict.code(&v.to_string()) + 1
+            }
+            Some(other) => dict.code(&other.to_string()) + 1,
+        });
     }
 }

@@ -18,10 +18,10 @@ pub mod meta;
 pub mod segment;
 
 pub use durability::{Durability, OsDurability};
-pub use journeys::{Dictionary, Journeys, PropertyColumn, ScanSpec};
 pub use log::LogRecord;
 pub use manifest::{Manifest, SegmentMeta, DEFAULT_PARTITIONS, FORMAT_VERSION};
 pub use meta::{DeadLetter, ImportRecord, Meta};
+pub use omnitrail_model::journeys::{Dictionary, Journeys, PropertyColumn, ScanSpec};
 
 use index::{CustomerKeys, DedupSet};
 use log::{lock, GroupCommit, LogFile};

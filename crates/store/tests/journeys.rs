@@ -46,6 +46,7 @@ fn spec() -> ScanSpec {
             "plan".into(),
             "unused_prop".into(),
         ],
+        traits: vec!["plan".into()],
     }
 }
 

@@ -293,6 +293,7 @@ fn check(store: &Store, model: &Model, step: usize, op: &Op) -> Result<(), TestC
         }
         let spec = ScanSpec {
             properties: vec!["sentiment".into(), "amount_paid".into()],
+            traits: vec!["vip".into()],
         };
         prop_assert_eq!(
             all_journeys(store, project, &spec),

@@ -255,7 +255,7 @@ pub struct JourneyStep {
     pub seq: u64,
     pub activity: String,
     pub channel: String,
-    /// The requested properties in spec order: `None` where missing, numbers as bits
+    /// The requested properties then traits in spec order: `None` where missing, numbers as bits
     /// (so NaN compares equal to NaN), text as itself.
     pub props: Vec<Option<String>>,
 }
@@ -321,7 +321,8 @@ pub fn decode(j: &Journeys, spec: &ScanSpec) -> Vec<(CustomerId, Vec<JourneyStep
                 props: spec
                     .properties
                     .iter()
-                    .map(|name| prop_at(j, name, e))
+                    .map(|name| prop_at(&j.properties, name, e))
+                    .chain(spec.traits.iter().map(|name| prop_at(&j.traits, name, e)))
                     .collect(),
             })
             .collect();
@@ -336,8 +337,8 @@ pub fn decode(j: &Journeys, spec: &ScanSpec) -> Vec<(CustomerId, Vec<JourneyStep
     out
 }
 
-fn prop_at(j: &Journeys, name: &str, e: usize) -> Option<String> {
-    match j.properties.get(name).expect("requested property column") {
+fn prop_at(columns: &BTreeMap<String, PropertyColumn>, name: &str, e: usize) -> Option<String> {
+    match columns.get(name).expect("requested column") {
         PropertyColumn::Num(v) => (!v[e].is_nan()).then(|| v[e].to_string()),
         PropertyColumn::Text { codes, dict } => {
             (codes[e] != 0).then(|| dict.values[codes[e] as usize - 1].clone())
@@ -362,6 +363,11 @@ pub fn expected_journeys(
                 .properties
                 .iter()
                 .map(|name| r.event.properties.get(name.as_str()).map(Value::to_string))
+                .chain(
+                    spec.traits
+                        .iter()
+                        .map(|name| r.event.traits.get(name.as_str()).map(Value::to_string)),
+                )
                 .collect(),
         });
     }

@@ -1,0 +1,1 @@
+//! Journey analytics over columnar journeys.
