@@ -12,7 +12,9 @@ pub use omnitrail_synth::SynthConfig;
 pub use stats::Stats;
 
 use omnitrail_model::{Clock, Event, ProjectId, SystemClock, Timestamp, ValidationError};
-use omnitrail_store::{DeadLetter, ImportRecord, Store, StoreError, StoreOptions};
+use omnitrail_store::{
+    DeadLetter, ImportRecord, Journeys, ScanSpec, Store, StoreError, StoreOptions,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -355,6 +357,19 @@ impl App {
 
     pub fn compact(&self) -> Result<omnitrail_store::CompactionReport, AppError> {
         Ok(self.store.compact()?)
+    }
+
+    /// Every partition's columnar journeys for a project, as analyses must see them.
+    pub fn journeys(
+        &self,
+        project: ProjectId,
+        spec: &ScanSpec,
+    ) -> Result<Vec<Arc<Journeys>>, AppError> {
+        use rayon::prelude::*;
+        (0..self.store.partitions())
+            .into_par_iter()
+            .map(|p| Ok(self.store.journeys(project, p, spec)?))
+            .collect()
     }
 
     pub fn stats(&self, project: ProjectId) -> Result<Stats, AppError> {
