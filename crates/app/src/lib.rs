@@ -2,22 +2,32 @@
 //! through [`App`]. In particular every event enters through [`App::ingest`], whether it
 //! comes from a file import, the demo generator, or a collector.
 
+pub mod analysis;
 mod compactor;
 pub mod config;
+pub mod customer;
+mod identities;
 pub mod import;
+pub mod resolve;
 pub mod stats;
 
 pub use config::Config;
 pub use omnitrail_synth::SynthConfig;
 pub use stats::Stats;
 
-use omnitrail_model::{Clock, Event, ProjectId, SystemClock, Timestamp, ValidationError};
-use omnitrail_store::{
-    DeadLetter, ImportRecord, Journeys, ScanSpec, Store, StoreError, StoreOptions,
+use omnitrail_identity::Guardrails;
+use omnitrail_model::{
+    Clock, CustomerId, Event, Identifier, ProjectId, SystemClock, Timestamp, ValidationError,
 };
+use omnitrail_store::{
+    partition_of, DeadLetter, ImportRecord, Journeys, NoteRow, ScanSpec, Store, StoreError,
+    StoreOptions,
+};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -36,6 +46,16 @@ pub enum AppError {
         "the data dir already holds {0} events; demo data is only generated into an empty data dir"
     )]
     NotEmpty(u64),
+    #[error("no customer has the identifier '{0}'")]
+    CustomerNotFound(String),
+    #[error("'{query}' matches several customers: {matches}; give the kind, e.g. email:{query}")]
+    AmbiguousIdentifier { query: String, matches: String },
+    #[error("{0}")]
+    Identity(String),
+    #[error("project {project} has no note {id}")]
+    NoteNotFound { project: u32, id: i64 },
+    #[error("note text is empty")]
+    EmptyNote,
     #[error("{source}; the {imported} events read before it were imported and are kept")]
     ImportStopped {
         source: import::ImportError,
@@ -95,17 +115,35 @@ pub struct App {
     store: Arc<Store>,
     config: Config,
     clock: Arc<dyn Clock>,
+    identities: identities::Identities,
+    resolved: Mutex<HashMap<(ProjectId, ScanSpec), ResolvedEntry>>,
+}
+
+/// Merged journeys of one scan, and the (store data version, identity generation) they
+/// were built at.
+type ResolvedEntry = (((u64, u64), u64), Vec<Arc<Journeys>>);
+
+/// A note as an agent writes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewNote {
+    pub author: String,
+    pub text: String,
+    pub topic: Option<String>,
+    pub event: Option<String>,
 }
 
 impl App {
     pub fn open(dir: &Path, opts: AppOptions) -> Result<App, AppError> {
+        let identities = identities::Identities::new(Guardrails::default());
         let store = Arc::new(Store::open(
             dir,
             StoreOptions {
                 auto_compact_events: usize::MAX,
+                primary: identities.primary_rule(),
                 ..opts.store
             },
         )?);
+        identities.load(&store)?;
         if let Some((file, bytes, why)) = &store.open_report().cut_tail {
             tracing::warn!(
                 "recovered the ingest log: cut {bytes} bytes of a torn write at the end of {} ({why})",
@@ -118,6 +156,8 @@ impl App {
             store,
             config,
             clock: opts.clock,
+            identities,
+            resolved: Mutex::new(HashMap::new()),
         })
     }
 
@@ -162,9 +202,29 @@ impl App {
             })
             .collect();
         let mut events = Vec::with_capacity(checked.len());
-        for item in checked {
+        let mut primaries = Vec::with_capacity(checked.len());
+        for (i, item) in checked.into_iter().enumerate() {
             match item {
-                Ok(e) => events.push(e),
+                Ok(e) => match self.identities.primary(&e.identifiers) {
+                    Some(p) => {
+                        events.push(e);
+                        primaries.push(p);
+                    }
+                    None => receipt.rejected.push(Rejected {
+                        source: "ingest".into(),
+                        line: i as u64 + 1,
+                        field: "identifiers".into(),
+                        reason: format!(
+                            "every identifier is a blocklisted junk value ({}); the event cannot be given to a customer",
+                            e.identifiers
+                                .iter()
+                                .map(|i| i.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        payload: e.to_json().to_string(),
+                    }),
+                },
                 Err(r) => receipt.rejected.push(r),
             }
         }
@@ -187,7 +247,19 @@ impl App {
             self.store.meta().add_dead_letters(&letters)?;
         }
         if !events.is_empty() {
-            let outcome = self.store.ingest(project, events)?;
+            // Links are durable before the events that carry them (see identities.rs).
+            self.identities.observe(&self.store, project, &events)?;
+            let keyed: Vec<Identifier> = events
+                .iter()
+                .zip(&primaries)
+                .map(|(e, &p)| e.identifiers[p].clone())
+                .collect();
+            let outcome = self.store.ingest_keyed(project, events, primaries)?;
+            self.identities.set_keys(
+                &self.store,
+                project,
+                keyed.into_iter().zip(outcome.customers.iter().copied()),
+            )?;
             receipt.stored = outcome.stored;
             receipt.duplicates = outcome.duplicates;
             self.compactor.after_ingest(&self.store)?;
@@ -359,21 +431,197 @@ impl App {
         Ok(self.store.compact()?)
     }
 
-    /// Every partition's columnar journeys for a project, as analyses must see them.
+    /// Every partition's columnar journeys for a project, as analyses must see them: one
+    /// customer per identity cluster, merges applied at once. Cached until the data or the
+    /// identity graph changes.
     pub fn journeys(
         &self,
         project: ProjectId,
         spec: &ScanSpec,
     ) -> Result<Vec<Arc<Journeys>>, AppError> {
         use rayon::prelude::*;
-        (0..self.store.partitions())
-            .into_par_iter()
-            .map(|p| Ok(self.store.journeys(project, p, spec)?))
-            .collect()
+        let key = (project, spec.clone());
+        let stamp = (self.store.data_version(), self.identities.generation());
+        if let Some((at, parts)) = lock(&self.resolved).get(&key) {
+            if *at == stamp {
+                return Ok(parts.clone());
+            }
+        }
+        let overlay = self.identities.overlay(project);
+        let partitions = self.store.partitions();
+        let parts: Vec<Arc<Journeys>> = if overlay.is_empty() {
+            (0..partitions)
+                .into_par_iter()
+                .map(|p| Ok(self.store.journeys(project, p, spec)?))
+                .collect::<Result<_, AppError>>()?
+        } else {
+            // Uncached raw scans: only the merged form is kept in memory.
+            let raw: Vec<Arc<Journeys>> = (0..partitions)
+                .into_par_iter()
+                .map(|p| Ok(self.store.scan(project, p, spec)?))
+                .collect::<Result<_, AppError>>()?;
+            resolve::regroup(project, &raw, &overlay)
+        };
+        let mut cache = lock(&self.resolved);
+        cache.retain(|_, (at, _)| *at == stamp);
+        cache.insert(key, (stamp, parts.clone()));
+        Ok(parts)
+    }
+
+    /// The customer view by any identifier (see [`customer`]).
+    pub fn customer(
+        &self,
+        project: ProjectId,
+        identifier: &str,
+        timeline: &customer::TimelineQuery,
+    ) -> Result<customer::CustomerView, AppError> {
+        let id = self.resolve_customer(project, identifier)?;
+        let cluster = self.identities.cluster(project, id);
+        let spec = ScanSpec {
+            properties: customer::VIEW_PROPERTIES
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            traits: self.store.trait_names(project),
+        };
+        let parts = self.journeys(project, &spec)?;
+        let part = &parts[partition_of(project, id, parts.len() as u32) as usize];
+        let (events, traits) = match part.customers.binary_search(&id) {
+            Ok(i) => customer::decode(part, i),
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        let keys: Vec<u64> = cluster.keys.iter().map(|k| k.0).collect();
+        let notes: Vec<customer::Note> = self
+            .store
+            .meta()
+            .notes(project, &keys)?
+            .into_iter()
+            .map(note_view)
+            .collect();
+        let f = customer::facts(&events, &traits, &notes, self.now().as_micros(), timeline);
+        Ok(customer::CustomerView {
+            customer_id: id.to_string(),
+            summary: f.summary,
+            identifiers: cluster.identifiers,
+            links: cluster.links,
+            traits,
+            first_seen: f.first_seen,
+            last_seen: f.last_seen,
+            events: events.len() as u64,
+            channels: f.channels,
+            lifecycle: f.lifecycle,
+            purchases: f.purchases,
+            total_value: f.total_value,
+            issues: f.issues,
+            friction: f.friction,
+            notes,
+            timeline: f.timeline,
+        })
+    }
+
+    /// Finds the one customer an agent means: `c42`, `kind:value`, or a bare value tried
+    /// in every kind's normal form.
+    fn resolve_customer(&self, project: ProjectId, text: &str) -> Result<CustomerId, AppError> {
+        let text = text.trim();
+        let found = self.identities.find(project, text);
+        match found.len() {
+            0 => Err(AppError::CustomerNotFound(text.to_string())),
+            1 => Ok(found[0].0),
+            _ => Err(AppError::AmbiguousIdentifier {
+                query: text.to_string(),
+                matches: found
+                    .iter()
+                    .map(|(c, id)| format!("{id} ({c})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// Adds a note to the customer `identifier` finds.
+    pub fn add_note(
+        &self,
+        project: ProjectId,
+        identifier: &str,
+        note: NewNote,
+    ) -> Result<customer::Note, AppError> {
+        if note.text.trim().is_empty() {
+            return Err(AppError::EmptyNote);
+        }
+        let customer = self.resolve_customer(project, identifier)?;
+        let now = self.now();
+        let row = NoteRow {
+            id: 0,
+            customer: customer.0,
+            author: note.author,
+            created_at: now,
+            updated_at: now,
+            text: note.text,
+            topic: note.topic,
+            event: note.event,
+        };
+        let id = self.store.meta().add_note(project, &row)?;
+        Ok(note_view(NoteRow { id, ..row }))
+    }
+
+    pub fn edit_note(
+        &self,
+        project: ProjectId,
+        id: i64,
+        text: &str,
+        topic: Option<&str>,
+    ) -> Result<customer::Note, AppError> {
+        if text.trim().is_empty() {
+            return Err(AppError::EmptyNote);
+        }
+        let meta = self.store.meta();
+        if !meta.edit_note(project, id, text, topic, self.now())? {
+            return Err(AppError::NoteNotFound {
+                project: project.0,
+                id,
+            });
+        }
+        let row = meta.note(project, id)?.ok_or(AppError::NoteNotFound {
+            project: project.0,
+            id,
+        })?;
+        Ok(note_view(row))
+    }
+
+    /// A customer's notes, oldest first.
+    pub fn notes(
+        &self,
+        project: ProjectId,
+        identifier: &str,
+    ) -> Result<Vec<customer::Note>, AppError> {
+        let id = self.resolve_customer(project, identifier)?;
+        let keys: Vec<u64> = self
+            .identities
+            .cluster(project, id)
+            .keys
+            .iter()
+            .map(|k| k.0)
+            .collect();
+        Ok(self
+            .store
+            .meta()
+            .notes(project, &keys)?
+            .into_iter()
+            .map(note_view)
+            .collect())
+    }
+
+    /// Splits an identifier off its customer: every link through it is revoked (and
+    /// remembered as revoked, so it does not come back on restart).
+    pub fn unmerge(&self, project: ProjectId, identifier: &str) -> Result<(), AppError> {
+        let id = Identifier::parse_qualified(identifier.trim())
+            .map_err(|e| AppError::Identity(format!("unmerge needs kind:value: {e}")))?;
+        self.identities.unmerge(&self.store, project, &id)
     }
 
     pub fn stats(&self, project: ProjectId) -> Result<Stats, AppError> {
-        stats::compute(&self.store, &self.config, project)
+        let partitions = self.journeys(project, &ScanSpec::default())?;
+        stats::compute(&self.store, &self.config, project, &partitions)
     }
 
     pub fn now(&self) -> Timestamp {
@@ -475,5 +723,27 @@ impl RejectsFile {
             source: e,
         })?;
         Ok(self.path)
+    }
+}
+
+/// The events the demo generator makes for customer `index`: for benchmarks that need the
+/// identifiers of demo customers.
+pub fn demo_customer_events(cfg: &SynthConfig, index: u64) -> Vec<Event> {
+    omnitrail_synth::generate_customer(cfg, index).events
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn note_view(n: NoteRow) -> customer::Note {
+    customer::Note {
+        id: n.id,
+        author: n.author,
+        created_at: n.created_at,
+        updated_at: n.updated_at,
+        text: n.text,
+        topic: n.topic,
+        event: n.event,
     }
 }

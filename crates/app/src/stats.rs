@@ -2,9 +2,10 @@
 
 use crate::{AppError, Config};
 use omnitrail_model::{ProjectId, Timestamp};
-use omnitrail_store::{ScanSpec, Store};
+use omnitrail_store::{Journeys, Store};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {
@@ -74,12 +75,16 @@ fn by_count(map: BTreeMap<String, u64>) -> Vec<(String, u64)> {
     v
 }
 
-pub fn compute(store: &Store, config: &Config, project: ProjectId) -> Result<Stats, AppError> {
-    let spec = ScanSpec::default();
-    let total = (0..store.partitions())
-        .into_par_iter()
-        .map(|p| -> Result<Partial, AppError> {
-            let j = store.journeys(project, p, &spec)?;
+/// Stats over `partitions`, the project's journeys with identity merges applied.
+pub fn compute(
+    store: &Store,
+    config: &Config,
+    project: ProjectId,
+    partitions: &[Arc<Journeys>],
+) -> Result<Stats, AppError> {
+    let total = partitions
+        .par_iter()
+        .map(|j| -> Result<Partial, AppError> {
             let mut part = Partial {
                 events: j.events() as u64,
                 customers: j.customers.len() as u64,

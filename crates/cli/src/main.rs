@@ -1,5 +1,7 @@
 //! The `omnitrail` binary: argument parsing and output formatting over `omnitrail-app`.
 
+mod analysis;
+mod customer;
 mod output;
 
 use anyhow::{bail, Context, Result};
@@ -32,7 +34,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum OutputFormat {
+pub(crate) enum OutputFormat {
     Table,
     Json,
 }
@@ -62,6 +64,18 @@ enum Command {
     },
     /// Move events waiting in the ingest log into Parquet segments now.
     Compact,
+    /// The customer view: identity, traits, timeline, purchases, issues, notes, summary.
+    Customer(customer::CustomerArgs),
+    /// Add, edit or list agent notes on a customer.
+    #[command(subcommand)]
+    Note(customer::NoteCommand),
+    /// Split an identifier off its customer, revoking every link through it.
+    Unmerge {
+        /// The identifier as kind:value, e.g. device_id:tablet-7.
+        identifier: String,
+    },
+    #[command(flatten)]
+    Analysis(analysis::AnalysisCommand),
 }
 
 #[derive(Args)]
@@ -189,6 +203,14 @@ fn run(cli: Cli) -> Result<()> {
                 "compacted {} events into {} segments ({} merged)",
                 r.events, r.segments_written, r.segments_merged
             );
+            Ok(())
+        }
+        Command::Analysis(command) => analysis::run(&cli.data, command),
+        Command::Customer(args) => customer::customer(&open_existing(&cli.data)?, args),
+        Command::Note(command) => customer::note(&open_existing(&cli.data)?, command),
+        Command::Unmerge { identifier } => {
+            open_existing(&cli.data)?.unmerge(ProjectId::DEFAULT, &identifier)?;
+            println!("unmerged {identifier}");
             Ok(())
         }
     }

@@ -1,5 +1,5 @@
 //! Columnar journeys: what the engine reads. One value per partition: its customers in
-//! order, each with a range of events sorted by (timestamp, seq), and the event columns a
+//! order, each with a range of events sorted by time (equal times in arrival order), and the event columns a
 //! query asked for. Plain data, no IO: the store builds it, the engine reads it.
 
 use crate::{CustomerId, ProjectId};
@@ -54,7 +54,7 @@ impl PropertyColumn {
     }
 }
 
-/// Which columns beyond customer, time, seq, activity and channel to load.
+/// Which columns beyond customer, time, activity and channel to load.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ScanSpec {
     pub properties: Vec<String>,
@@ -69,8 +69,8 @@ pub struct Journeys {
     pub customers: Vec<CustomerId>,
     /// `offsets[i]..offsets[i + 1]` are customer `i`'s events.
     pub offsets: Vec<u32>,
+    /// Microseconds since the epoch, UTC. Equal times keep arrival order.
     pub ts: Vec<i64>,
-    pub seq: Vec<u64>,
     pub activity: Vec<u32>,
     pub activities: Dictionary,
     pub channel: Vec<u16>,
@@ -92,7 +92,7 @@ impl Journeys {
     pub fn heap_bytes(&self) -> usize {
         self.customers.len() * 8
             + self.offsets.len() * 4
-            + self.ts.len() * (8 + 8 + 4 + 2)
+            + self.ts.len() * (8 + 4 + 2)
             + self.activities.heap_bytes()
             + self.channels.heap_bytes()
             + self

@@ -236,7 +236,6 @@ impl JourneysBuilder {
             customers,
             offsets,
             ts: order.iter().map(|&i| self.ts[i as usize]).collect(),
-            seq: pick_u64(&self.seq),
             activity: order.iter().map(|&i| self.activity[i as usize]).collect(),
             activities: self.activities,
             channel: order.iter().map(|&i| self.channel[i as usize]).collect(),

@@ -20,14 +20,16 @@ pub mod segment;
 pub use durability::{Durability, OsDurability};
 pub use log::LogRecord;
 pub use manifest::{Manifest, SegmentMeta, DEFAULT_PARTITIONS, FORMAT_VERSION};
-pub use meta::{DeadLetter, ImportRecord, Meta};
+pub use meta::{DeadLetter, EvidenceRow, ImportRecord, Meta, NoteRow};
 pub use omnitrail_model::journeys::{Dictionary, Journeys, PropertyColumn, ScanSpec};
 
 use index::{CustomerKeys, DedupSet};
 use log::{lock, GroupCommit, LogFile};
-use omnitrail_model::{Clock, CustomerId, Event, IdentifierKind, ProjectId, SystemClock};
+use omnitrail_model::{
+    Clock, CustomerId, Event, Identifier, IdentifierKind, ProjectId, SystemClock,
+};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -58,7 +60,7 @@ pub enum StoreError {
     Locked(PathBuf),
     #[error("project {0} does not exist")]
     UnknownProject(u32),
-    #[error("event has no identifier")]
+    #[error("event has no identifier that can key a customer")]
     NoIdentifier,
 }
 
@@ -71,6 +73,17 @@ impl StoreError {
     }
 }
 
+/// Picks the identifier that keys an event at write time (its *primary* identifier), as an
+/// index into the event's identifiers; `None` when none may key a customer. It must be a
+/// pure function of the identifiers: compaction and log replay call it again.
+pub type PrimaryRule = Arc<dyn Fn(&[Identifier]) -> Option<usize> + Send + Sync>;
+
+/// The default primary rule: the identifier of the highest-priority kind
+/// (user_id > crm_id > email > phone > social > custom > device_id > anonymous_id).
+pub fn default_primary(ids: &[Identifier]) -> Option<usize> {
+    (0..ids.len()).min_by_key(|&i| kind_priority(&ids[i].kind))
+}
+
 pub struct StoreOptions {
     /// Partitions of a new data dir (an existing one keeps its own).
     pub partitions: u32,
@@ -79,6 +92,8 @@ pub struct StoreOptions {
     pub auto_compact_events: usize,
     /// A partition with more segments than this is merged into one.
     pub max_segments_per_partition: usize,
+    /// Which identifier keys an event; fixed for the life of a data dir.
+    pub primary: PrimaryRule,
 }
 
 impl Default for StoreOptions {
@@ -88,6 +103,7 @@ impl Default for StoreOptions {
             durability: Arc::new(OsDurability),
             auto_compact_events: 2_000_000,
             max_segments_per_partition: 12,
+            primary: Arc::new(default_primary),
         }
     }
 }
@@ -174,7 +190,6 @@ const LOG_DIR: &str = "log";
 const SEGMENT_DIR: &str = "segments";
 const INDEX_DIR: &str = "index";
 
-/// Customer keys are looked up in this order: the first known identifier decides.
 fn kind_priority(kind: &IdentifierKind) -> u8 {
     match kind {
         IdentifierKind::UserId => 0,
@@ -186,6 +201,13 @@ fn kind_priority(kind: &IdentifierKind) -> u8 {
         IdentifierKind::DeviceId => 6,
         IdentifierKind::AnonymousId => 7,
     }
+}
+
+fn trait_names<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<String> {
+    let names: BTreeSet<&str> = events
+        .flat_map(|e| e.traits.keys().map(|k| k.as_str()))
+        .collect();
+    names.into_iter().map(str::to_string).collect()
 }
 
 pub fn partition_of(project: ProjectId, customer: CustomerId, partitions: u32) -> u32 {
@@ -342,9 +364,9 @@ impl Store {
             if let Some(id) = &r.event.event_id {
                 idx.dedup.insert(index::dedup_key(r.project, id));
             }
-            for i in &r.event.identifiers {
+            if let Some(i) = (self.opts.primary)(&r.event.identifiers) {
                 idx.keys
-                    .entry(index::identifier_key(r.project, i))
+                    .entry(index::identifier_key(r.project, &r.event.identifiers[i]))
                     .or_insert(r.customer);
             }
         }
@@ -358,8 +380,29 @@ impl Store {
         project: ProjectId,
         events: Vec<Event>,
     ) -> Result<IngestOutcome, StoreError> {
+        let primaries: Vec<usize> = events
+            .iter()
+            .map(|e| (self.opts.primary)(&e.identifiers))
+            .collect::<Option<_>>()
+            .ok_or(StoreError::NoIdentifier)?;
+        self.ingest_keyed(project, events, primaries)
+    }
+
+    /// [`Store::ingest`] for a caller that has already applied the primary rule:
+    /// `primaries[i]` must be what the rule gives for `events[i]`.
+    pub fn ingest_keyed(
+        &self,
+        project: ProjectId,
+        events: Vec<Event>,
+        primaries: Vec<usize>,
+    ) -> Result<IngestOutcome, StoreError> {
         self.commit.check_poisoned()?;
-        if events.iter().any(|e| e.identifiers.is_empty()) {
+        if primaries.len() != events.len()
+            || events
+                .iter()
+                .zip(&primaries)
+                .any(|(e, &p)| p >= e.identifiers.len())
+        {
             return Err(StoreError::NoIdentifier);
         }
         let mut outcome = IngestOutcome {
@@ -375,8 +418,7 @@ impl Store {
             let st = &mut *st;
             let idx = st.indexes.as_mut().expect("loaded above");
             let mut records = Vec::with_capacity(events.len());
-            let mut keys: Vec<u128> = Vec::new();
-            for event in events {
+            for (event, primary) in events.into_iter().zip(primaries) {
                 if let Some(id) = &event.event_id {
                     if !idx.dedup.insert(index::dedup_key(project, id)) {
                         outcome.duplicates += 1;
@@ -384,30 +426,13 @@ impl Store {
                         continue;
                     }
                 }
-                // The known identifier of the highest-priority kind decides the customer.
-                keys.clear();
-                keys.extend(
-                    event
-                        .identifiers
-                        .iter()
-                        .map(|i| index::identifier_key(project, i)),
-                );
-                let known = event
-                    .identifiers
-                    .iter()
-                    .zip(&keys)
-                    .filter_map(|(i, k)| Some((kind_priority(&i.kind), *idx.keys.get(k)?)))
-                    .min_by_key(|(priority, _)| *priority);
-                let customer = match known {
-                    Some((_, c)) => c,
-                    None => {
-                        st.next_customer += 1;
-                        CustomerId(st.next_customer - 1)
-                    }
-                };
-                for k in &keys {
-                    idx.keys.entry(*k).or_insert(customer);
-                }
+                // Each primary identifier has its own write-time key; identity resolution
+                // joins keys into customers later, without rewriting events.
+                let key = index::identifier_key(project, &event.identifiers[primary]);
+                let customer = *idx.keys.entry(key).or_insert_with(|| {
+                    st.next_customer += 1;
+                    CustomerId(st.next_customer - 1)
+                });
                 records.push(LogRecord {
                     seq: st.next_seq,
                     project,
@@ -506,13 +531,15 @@ impl Store {
             .par_iter()
             .filter_map(|r| Some(index::dedup_key(r.project, r.event.event_id.as_deref()?)))
             .collect();
+        let primary = &self.opts.primary;
         let mut keys: Vec<(u128, CustomerId)> = all
             .par_iter()
-            .flat_map_iter(|r| {
-                r.event
-                    .identifiers
-                    .iter()
-                    .map(|i| (index::identifier_key(r.project, i), r.customer))
+            .filter_map(|r| {
+                let i = primary(&r.event.identifiers)?;
+                Some((
+                    index::identifier_key(r.project, &r.event.identifiers[i]),
+                    r.customer,
+                ))
             })
             .collect();
         // First seen wins, as in ingest: a stable sort keeps log order among equal keys.
@@ -615,6 +642,7 @@ impl Store {
                 .max()
                 .unwrap_or(0),
             bytes,
+            traits: trait_names(records.iter().map(|r| &r.event)),
         })
     }
 
@@ -689,6 +717,12 @@ impl Store {
                     min_ts: m.min_ts,
                     max_ts: m.max_ts,
                     bytes: m.bytes,
+                    traits: old
+                        .iter()
+                        .flat_map(|s| s.traits.iter().cloned())
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect(),
                 };
                 Ok((old.iter().map(|s| s.file.clone()).collect(), meta))
             })
@@ -716,18 +750,47 @@ impl Store {
     }
 
     /// The columnar journeys of one partition: compacted segments and durable log records.
+    /// Cached until the data changes.
     pub fn journeys(
         &self,
         project: ProjectId,
         partition: u32,
         spec: &ScanSpec,
     ) -> Result<Arc<Journeys>, StoreError> {
+        self.scan_retrying(project, partition, spec, true)
+    }
+
+    /// Like [`Store::journeys`], but neither reads nor fills the cache: for callers that
+    /// keep a derived form and would otherwise hold the data twice. Returns the
+    /// [`Store::data_version`] it was read at.
+    pub fn scan(
+        &self,
+        project: ProjectId,
+        partition: u32,
+        spec: &ScanSpec,
+    ) -> Result<Arc<Journeys>, StoreError> {
+        self.scan_retrying(project, partition, spec, false)
+    }
+
+    /// Changes whenever what scans return may change: (manifest version, durable seq end).
+    pub fn data_version(&self) -> (u64, u64) {
+        let _tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
+        (self.manifest().version, self.commit.durable_seq_end())
+    }
+
+    fn scan_retrying(
+        &self,
+        project: ProjectId,
+        partition: u32,
+        spec: &ScanSpec,
+        cached: bool,
+    ) -> Result<Arc<Journeys>, StoreError> {
         // A merge may delete a segment between reading the manifest and reading the file;
         // the newer manifest then names its replacement, so read again.
         let mut attempts = 0;
         loop {
             let version = self.manifest().version;
-            match self.load_journeys(project, partition, spec) {
+            match self.load_journeys(project, partition, spec, cached) {
                 Err(e) if attempts < 3 && self.manifest().version != version => {
                     tracing::debug!("scan raced a compaction, reading again: {e}");
                     attempts += 1;
@@ -742,6 +805,7 @@ impl Store {
         project: ProjectId,
         partition: u32,
         spec: &ScanSpec,
+        cached: bool,
     ) -> Result<Arc<Journeys>, StoreError> {
         let mut b = journeys::JourneysBuilder::new(project, partition, spec);
         // The manifest and the tail are read under one lock, so a compaction that moves
@@ -750,9 +814,11 @@ impl Store {
             let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
             let manifest = self.manifest();
             let stamp = (manifest.version, self.commit.durable_seq_end());
-            if let Some((s, j)) = lock(&self.cache).get(&(project, partition, spec.clone())) {
-                if *s == stamp {
-                    return Ok(j.clone());
+            if cached {
+                if let Some((s, j)) = lock(&self.cache).get(&(project, partition, spec.clone())) {
+                    if *s == stamp {
+                        return Ok(j.clone());
+                    }
                 }
             }
             for r in tail.records() {
@@ -769,8 +835,20 @@ impl Store {
             b.add_segment(&self.dir.join(&s.file))?;
         }
         let j = Arc::new(b.finish());
-        lock(&self.cache).insert((project, partition, spec.clone()), (stamp, j.clone()));
+        if cached {
+            lock(&self.cache).insert((project, partition, spec.clone()), (stamp, j.clone()));
+        }
         Ok(j)
+    }
+
+    /// The durable records still in the log (not yet compacted), of every project.
+    pub fn tail_records(&self) -> Vec<LogRecord> {
+        let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
+        let durable = self.commit.durable_seq_end();
+        tail.records()
+            .filter(|r| r.seq < durable)
+            .cloned()
+            .collect()
     }
 
     /// Every stored event of a project, whole, sorted by (customer, timestamp, seq).
@@ -791,6 +869,51 @@ impl Store {
         }
         out.sort_by_key(|r| (r.customer, r.event.timestamp, r.seq));
         Ok(out)
+    }
+
+    /// The names of every trait a project's events carry, sorted.
+    pub fn trait_names(&self, project: ProjectId) -> Vec<String> {
+        let mut names: BTreeSet<String> = {
+            let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
+            let durable = self.commit.durable_seq_end();
+            trait_names(
+                tail.records()
+                    .filter(|r| r.project == project && r.seq < durable)
+                    .map(|r| &r.event),
+            )
+            .into_iter()
+            .collect()
+        };
+        for s in self
+            .manifest()
+            .segments
+            .iter()
+            .filter(|s| s.project == project)
+        {
+            names.extend(s.traits.iter().cloned());
+        }
+        names.into_iter().collect()
+    }
+
+    /// How many write-time keys have been handed out, over all projects.
+    pub fn allocated_keys(&self) -> u64 {
+        lock(&self.ingest).next_customer - 1
+    }
+
+    /// The write-time key of a primary identifier, if any event was keyed by it. Loads the
+    /// ingest indexes if no ingest has yet.
+    pub fn key_of(
+        &self,
+        project: ProjectId,
+        id: &Identifier,
+    ) -> Result<Option<CustomerId>, StoreError> {
+        let mut st = lock(&self.ingest);
+        if st.indexes.is_none() {
+            let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
+            st.indexes = Some(self.load_indexes(&tail)?);
+        }
+        let idx = st.indexes.as_ref().expect("loaded above");
+        Ok(idx.keys.get(&index::identifier_key(project, id)).copied())
     }
 
     /// Bytes of everything in the data dir.

@@ -38,6 +38,9 @@ pub struct SegmentMeta {
     pub min_ts: i64,
     pub max_ts: i64,
     pub bytes: u64,
+    /// Names of the traits its events carry, sorted (absent in manifests before traits).
+    #[serde(default)]
+    pub traits: Vec<String>,
 }
 
 impl Manifest {

@@ -1,5 +1,6 @@
-//! The metadata database (SQLite): projects, import history and dead letters. Event data
-//! never lives here; this holds the small operational records around it.
+//! The metadata database (SQLite): projects, import history, dead letters, identity
+//! evidence and keys, and agent notes. Event data never lives here; this holds the small
+//! operational records around it.
 
 use crate::StoreError;
 use omnitrail_model::{ProjectId, Timestamp};
@@ -7,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
 pub const META_FILE: &str = "meta.sqlite";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 pub struct Meta {
     conn: Connection,
@@ -39,6 +40,32 @@ pub struct ImportRecord {
     pub duplicates: u64,
     pub rejected: u64,
     pub rejects_file: Option<String>,
+}
+
+/// One piece of identity evidence as stored; the identity crate gives it meaning.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvidenceRow {
+    pub id: u64,
+    pub source: String,
+    pub at: Timestamp,
+    pub event: Option<String>,
+    /// Qualified identifiers (`kind:value`), as a JSON array.
+    pub identifiers: String,
+    pub revoked: bool,
+}
+
+/// An agent's note on a customer. `customer` is the write-time key the note was made
+/// under; identity merges carry it along with that key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NoteRow {
+    pub id: i64,
+    pub customer: u64,
+    pub author: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub text: String,
+    pub topic: Option<String>,
+    pub event: Option<String>,
 }
 
 fn sql(e: rusqlite::Error) -> StoreError {
@@ -98,6 +125,42 @@ impl Meta {
                  );
                  CREATE INDEX dead_letters_by_project ON dead_letters(project, id);
                  PRAGMA user_version = 1;
+                 COMMIT;",
+            )
+            .map_err(sql)?;
+        }
+        if version < 2 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE identity_evidence (
+                   project INTEGER NOT NULL REFERENCES projects(id),
+                   id INTEGER NOT NULL,
+                   source TEXT NOT NULL,
+                   at INTEGER NOT NULL,
+                   event TEXT,
+                   identifiers TEXT NOT NULL,
+                   revoked INTEGER NOT NULL DEFAULT 0,
+                   PRIMARY KEY (project, id)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE identity_keys (
+                   project INTEGER NOT NULL REFERENCES projects(id),
+                   identifier TEXT NOT NULL,
+                   key INTEGER NOT NULL,
+                   PRIMARY KEY (project, identifier)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE notes (
+                   id INTEGER PRIMARY KEY,
+                   project INTEGER NOT NULL REFERENCES projects(id),
+                   customer INTEGER NOT NULL,
+                   author TEXT NOT NULL,
+                   created_at INTEGER NOT NULL,
+                   updated_at INTEGER NOT NULL,
+                   text TEXT NOT NULL,
+                   topic TEXT,
+                   event TEXT
+                 );
+                 CREATE INDEX notes_by_customer ON notes(project, customer, id);
+                 PRAGMA user_version = 2;
                  COMMIT;",
             )
             .map_err(sql)?;
@@ -250,4 +313,172 @@ impl Meta {
             .map_err(sql)?;
         rows.collect::<Result<_, _>>().map_err(sql)
     }
+
+    /// Inserts or replaces evidence rows and key rows in one transaction.
+    pub fn save_identity(
+        &mut self,
+        project: ProjectId,
+        evidence: &[EvidenceRow],
+        keys: &[(String, u64)],
+    ) -> Result<(), StoreError> {
+        if evidence.is_empty() && keys.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut ev = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO identity_evidence
+                     (project, id, source, at, event, identifiers, revoked)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(sql)?;
+            for e in evidence {
+                ev.execute(params![
+                    project.0,
+                    e.id as i64,
+                    e.source,
+                    e.at.as_micros(),
+                    e.event,
+                    e.identifiers,
+                    e.revoked
+                ])
+                .map_err(sql)?;
+            }
+            let mut k = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO identity_keys (project, identifier, key)
+                     VALUES (?1, ?2, ?3)",
+                )
+                .map_err(sql)?;
+            for (identifier, key) in keys {
+                k.execute(params![project.0, identifier, *key as i64])
+                    .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Every evidence row of a project, by id.
+    pub fn identity_evidence(&self, project: ProjectId) -> Result<Vec<EvidenceRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, source, at, event, identifiers, revoked FROM identity_evidence
+                 WHERE project = ?1 ORDER BY id",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([project.0], |r| {
+                Ok(EvidenceRow {
+                    id: r.get::<_, i64>(0)? as u64,
+                    source: r.get(1)?,
+                    at: Timestamp::from_micros(r.get(2)?),
+                    event: r.get(3)?,
+                    identifiers: r.get(4)?,
+                    revoked: r.get(5)?,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    /// Every (qualified identifier, write-time key) pair of a project.
+    pub fn identity_keys(&self, project: ProjectId) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT identifier, key FROM identity_keys WHERE project = ?1")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([project.0], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    pub fn add_note(&self, project: ProjectId, note: &NoteRow) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO notes (project, customer, author, created_at, updated_at, text, topic, event)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    project.0,
+                    note.customer as i64,
+                    note.author,
+                    note.created_at.as_micros(),
+                    note.updated_at.as_micros(),
+                    note.text,
+                    note.topic,
+                    note.event
+                ],
+            )
+            .map_err(sql)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Replaces a note's text (and topic when given); `false` if the project has no such note.
+    pub fn edit_note(
+        &self,
+        project: ProjectId,
+        id: i64,
+        text: &str,
+        topic: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE notes SET text = ?3, topic = coalesce(?4, topic), updated_at = ?5
+                 WHERE project = ?1 AND id = ?2",
+                params![project.0, id, text, topic, now.as_micros()],
+            )
+            .map_err(sql)?;
+        Ok(n == 1)
+    }
+
+    pub fn note(&self, project: ProjectId, id: i64) -> Result<Option<NoteRow>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, customer, author, created_at, updated_at, text, topic, event
+                 FROM notes WHERE project = ?1 AND id = ?2",
+                params![project.0, id],
+                note_row,
+            )
+            .optional()
+            .map_err(sql)
+    }
+
+    /// The notes made under any of `customers` (write-time keys), oldest first.
+    pub fn notes(&self, project: ProjectId, customers: &[u64]) -> Result<Vec<NoteRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, customer, author, created_at, updated_at, text, topic, event
+                 FROM notes WHERE project = ?1 AND customer = ?2 ORDER BY id",
+            )
+            .map_err(sql)?;
+        let mut out = Vec::new();
+        for &c in customers {
+            let rows = stmt
+                .query_map(params![project.0, c as i64], note_row)
+                .map_err(sql)?;
+            for r in rows {
+                out.push(r.map_err(sql)?);
+            }
+        }
+        out.sort_by_key(|n| n.id);
+        Ok(out)
+    }
+}
+
+fn note_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NoteRow> {
+    Ok(NoteRow {
+        id: r.get(0)?,
+        customer: r.get::<_, i64>(1)? as u64,
+        author: r.get(2)?,
+        created_at: Timestamp::from_micros(r.get(3)?),
+        updated_at: Timestamp::from_micros(r.get(4)?),
+        text: r.get(5)?,
+        topic: r.get(6)?,
+        event: r.get(7)?,
+    })
 }

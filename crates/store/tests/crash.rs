@@ -52,6 +52,7 @@ fn store_options() -> StoreOptions {
         // Small enough that automatic compactions and segment merges happen mid-run.
         auto_compact_events: 4_000,
         max_segments_per_partition: 2,
+        ..StoreOptions::default()
     }
 }
 

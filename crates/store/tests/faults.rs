@@ -180,6 +180,7 @@ fn store_before_second_compaction(dir: &Path, disk: Arc<FlakyDisk>) -> Store {
             durability: disk,
             auto_compact_events: usize::MAX,
             max_segments_per_partition: 1,
+            ..StoreOptions::default()
         },
     )
     .expect("open");

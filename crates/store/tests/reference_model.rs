@@ -5,10 +5,11 @@
 //! - an event whose id was seen before (in the same project, in any earlier batch or
 //!   earlier in the same batch) is a duplicate: not stored, no customer, no sequence number;
 //! - sequence numbers count stored events in ingest order from 0;
-//! - an event's customer is the one of its first already-known identifier, looked up in
-//!   the order user_id, crm_id, email, phone, social, custom, device_id, anonymous_id
-//!   (ties in the event's identifier order); if none is known it is a new customer
-//!   (numbered from 1); its unknown identifiers then belong to that customer for good.
+//! - an event's customer key belongs to its primary identifier: the first of the kinds
+//!   user_id, crm_id, email, phone, social, custom, device_id, anonymous_id (ties in the
+//!   event's identifier order); the first event with a new primary identifier gets a new
+//!   key (numbered from 1), and every later event with that primary identifier shares it.
+//!   Other identifiers on the event do not decide the key: joining keys is identity's job.
 
 mod common;
 
@@ -67,18 +68,11 @@ impl Model {
             }
             let mut by_priority: Vec<&Identifier> = e.identifiers.iter().collect();
             by_priority.sort_by_key(|i| priority(&i.kind)); // stable: ties keep event order
-            let known = by_priority
-                .iter()
-                .find_map(|i| self.customer_of.get(&(project, (*i).clone())).copied());
-            let customer = known.unwrap_or_else(|| {
+            let primary = (project, by_priority[0].clone());
+            let customer = *self.customer_of.entry(primary).or_insert_with(|| {
                 self.next_customer += 1;
                 CustomerId(self.next_customer - 1)
             });
-            for i in &e.identifiers {
-                self.customer_of
-                    .entry((project, i.clone()))
-                    .or_insert(customer);
-            }
             self.stored.push(LogRecord {
                 seq: self.next_seq,
                 project,
@@ -263,6 +257,7 @@ fn open(dir: &Path, cfg: &Config) -> Store {
             durability: Arc::new(NoSync),
             auto_compact_events: cfg.auto_compact_events,
             max_segments_per_partition: cfg.max_segments_per_partition,
+            ..StoreOptions::default()
         },
     )
     .expect("open store")

@@ -1,0 +1,456 @@
+//! Identity resolution wired to storage: one identity graph per project, its evidence and
+//! keys persisted in the metadata database, and the overlay analyses read.
+//!
+//! Order of writes, and why it is crash-safe:
+//! 1. the evidence of a batch is written (SQLite, durable) *before* its events are stored,
+//!    so every stored event's links survive a crash; a crash in between can only leave
+//!    evidence of events the client was not acknowledged for, and a retry carries the same
+//!    evidence;
+//! 2. the store keys each event by its primary identifier (the graph's rule);
+//! 3. new write-time keys are written after the store acknowledges. Keys of events still
+//!    in the log are recovered from it on open; a key whose events were compacted before
+//!    it was written is asked of the store's own key index.
+
+use crate::customer::{IdentifierView, LinkView};
+use crate::resolve::Overlay;
+use crate::AppError;
+use omnitrail_identity::{
+    Decision, Evidence, EvidenceId, Guardrails, IdentityGraph, Persisted, Source,
+};
+use omnitrail_model::{CustomerId, Event, Identifier, ProjectId};
+use omnitrail_store::{EvidenceRow, PrimaryRule, Store};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub(crate) struct Identities {
+    /// An empty graph, for the pure rules (primary identifier, blocklist).
+    rules: Arc<IdentityGraph>,
+    guardrails: Guardrails,
+    graphs: RwLock<HashMap<ProjectId, IdentityGraph>>,
+    /// Bumped whenever a cluster may have changed; caches of merged journeys key on it.
+    generation: AtomicU64,
+    overlays: RwLock<HashMap<ProjectId, (u64, Arc<Overlay>)>>,
+}
+
+/// A customer's identity as the customer view shows it.
+pub(crate) struct ClusterView {
+    pub identifiers: Vec<IdentifierView>,
+    pub links: Vec<LinkView>,
+    pub keys: Vec<CustomerId>,
+}
+
+fn parse_source(s: &str) -> Source {
+    match s {
+        "identify" => Source::Identify,
+        "alias" => Source::Alias,
+        _ => Source::Event,
+    }
+}
+
+fn row(id: EvidenceId, e: &Evidence, revoked: bool) -> EvidenceRow {
+    let ids: Vec<String> = e.identifiers.iter().map(Identifier::to_string).collect();
+    EvidenceRow {
+        id: id.0,
+        source: e.source.as_str().into(),
+        at: e.at,
+        event: e.event.clone(),
+        identifiers: serde_json::to_string(&ids).expect("strings serialize"),
+        revoked,
+    }
+}
+
+fn corrupt(id: u64, reason: impl std::fmt::Display) -> AppError {
+    AppError::Identity(format!(
+        "identity evidence {id} in the metadata database cannot be read: {reason}"
+    ))
+}
+
+/// How an event is referred to in evidence: its id, or what and when.
+fn event_ref(e: &Event) -> String {
+    match &e.event_id {
+        Some(id) => id.to_string(),
+        None => format!("{} on {} at {}", e.activity, e.channel, e.timestamp),
+    }
+}
+
+/// Writes what graph changes must persist, in one transaction.
+fn persist(
+    store: &Store,
+    project: ProjectId,
+    graph: &IdentityGraph,
+    changes: &[Persisted],
+) -> Result<(), AppError> {
+    let mut evidence: BTreeMap<u64, EvidenceRow> = BTreeMap::new();
+    let mut keys = Vec::new();
+    for change in changes {
+        match change {
+            Persisted::Evidence { id, .. }
+            | Persisted::Earlier { id, .. }
+            | Persisted::Revoked { id } => {
+                if let Some((ev, decision)) = graph.evidence(*id) {
+                    evidence.insert(id.0, row(*id, &ev, decision == Decision::Revoked));
+                }
+            }
+            Persisted::Key { identifier, key } => keys.push((identifier.to_string(), key.0)),
+        }
+    }
+    let evidence: Vec<EvidenceRow> = evidence.into_values().collect();
+    store.meta().save_identity(project, &evidence, &keys)?;
+    Ok(())
+}
+
+impl Identities {
+    pub fn new(guardrails: Guardrails) -> Identities {
+        Identities {
+            rules: Arc::new(IdentityGraph::new(guardrails.clone())),
+            guardrails,
+            graphs: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            overlays: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The store's rule for keying events: the graph's primary identifier.
+    pub fn primary_rule(&self) -> PrimaryRule {
+        let rules = self.rules.clone();
+        Arc::new(move |ids: &[Identifier]| {
+            let p = rules.primary(ids)?;
+            ids.iter().position(|i| std::ptr::eq(i, p))
+        })
+    }
+
+    /// The index of the identifier that keys `identifiers`; `None` when every one of them
+    /// is a blocklisted junk value.
+    pub fn primary(&self, identifiers: &[Identifier]) -> Option<usize> {
+        let p = self.rules.primary(identifiers)?;
+        identifiers.iter().position(|i| std::ptr::eq(i, p))
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<ProjectId, IdentityGraph>> {
+        self.graphs.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<ProjectId, IdentityGraph>> {
+        self.graphs.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Rebuilds every project's graph from the metadata database and the log tail.
+    pub fn load(&self, store: &Store) -> Result<(), AppError> {
+        let projects = store.meta().projects()?;
+        for (project, _) in projects {
+            let (rows, keys) = {
+                let meta = store.meta();
+                (
+                    meta.identity_evidence(project)?,
+                    meta.identity_keys(project)?,
+                )
+            };
+            let mut graph = IdentityGraph::new(self.guardrails.clone());
+            let mut revoked = Vec::new();
+            for r in rows {
+                let ids: Vec<String> =
+                    serde_json::from_str(&r.identifiers).map_err(|e| corrupt(r.id, e))?;
+                let identifiers = ids
+                    .iter()
+                    .map(|s| Identifier::parse_qualified(s))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| corrupt(r.id, e))?;
+                let observed = graph.observe(Evidence {
+                    source: parse_source(&r.source),
+                    at: r.at,
+                    event: r.event,
+                    identifiers,
+                });
+                // Rows are read in id order and ids are dense, so replay gives each row
+                // its own id back.
+                if observed.evidence.0 != r.id {
+                    return Err(corrupt(r.id, "evidence ids are not dense"));
+                }
+                if r.revoked {
+                    revoked.push(observed.evidence);
+                }
+            }
+            for id in revoked {
+                graph
+                    .revoke(id)
+                    .map_err(|e| AppError::Identity(e.to_string()))?;
+            }
+            for (identifier, key) in keys {
+                let id = Identifier::parse_qualified(&identifier).map_err(|e| {
+                    AppError::Identity(format!("identity key of '{identifier}': {e}"))
+                })?;
+                graph
+                    .set_key(&id, CustomerId(key))
+                    .map_err(|e| AppError::Identity(e.to_string()))?;
+            }
+            self.write().insert(project, graph);
+        }
+        // The log tail may hold events whose keys were not yet written.
+        let mut tail: HashMap<ProjectId, Vec<(Identifier, Option<CustomerId>)>> = HashMap::new();
+        let mut tail_events: HashMap<ProjectId, Vec<Event>> = HashMap::new();
+        for r in store.tail_records() {
+            if let Some(i) = self.primary(&r.event.identifiers) {
+                tail.entry(r.project)
+                    .or_default()
+                    .push((r.event.identifiers[i].clone(), Some(r.customer)));
+            }
+            tail_events.entry(r.project).or_default().push(r.event);
+        }
+        for (project, events) in tail_events {
+            self.observe(store, project, &events)?;
+        }
+        for (project, keys) in tail {
+            self.set_keys(store, project, keys)?;
+        }
+        self.recover_lost_keys(store)?;
+        self.changed();
+        Ok(())
+    }
+
+    /// A crash between storing events and writing their keys, followed by a compaction
+    /// before the restart, leaves keys only in the store's key index. Fewer keys here than
+    /// the store allocated means that happened: ask the store about every identifier.
+    fn recover_lost_keys(&self, store: &Store) -> Result<(), AppError> {
+        let mut graphs = self.write();
+        let known: u64 = graphs.values().map(|g| g.stats().keys).sum();
+        if known >= store.allocated_keys() {
+            return Ok(());
+        }
+        for (project, graph) in graphs.iter_mut() {
+            let mut changes = Vec::new();
+            for id in graph.clusters().into_iter().flatten() {
+                if let Some(key) = store.key_of(*project, &id)? {
+                    let c = graph
+                        .set_key(&id, key)
+                        .map_err(|e| AppError::Identity(e.to_string()))?;
+                    changes.extend(c.persist);
+                }
+            }
+            tracing::warn!(
+                "recovered {} identity keys from the store's index",
+                changes.len()
+            );
+            persist(store, *project, graph, &changes)?;
+        }
+        Ok(())
+    }
+
+    /// Records the links `events` carry, durably, before the events are stored.
+    pub fn observe(
+        &self,
+        store: &Store,
+        project: ProjectId,
+        events: &[Event],
+    ) -> Result<(), AppError> {
+        let mut graphs = self.write();
+        let graph = graphs
+            .entry(project)
+            .or_insert_with(|| IdentityGraph::new(self.guardrails.clone()));
+        // Most events repeat an identifier set seen before: keep each set's earliest event
+        // of the batch (what the graph would keep) and hand the graph only those.
+        let mut earliest: HashMap<&[Identifier], &Event> = HashMap::new();
+        for e in events {
+            earliest
+                .entry(e.identifiers.as_slice())
+                .and_modify(|first| {
+                    let earlier = e.timestamp < first.timestamp
+                        || (e.timestamp == first.timestamp && event_ref(e) < event_ref(first));
+                    if earlier {
+                        *first = e;
+                    }
+                })
+                .or_insert(e);
+        }
+        let mut distinct: Vec<&Event> = earliest.into_values().collect();
+        // Same evidence order whatever the hash order: ids are dense in arrival order.
+        distinct.sort_by(|a, b| (a.timestamp, &a.identifiers).cmp(&(b.timestamp, &b.identifiers)));
+        let observed = graph.observe_batch(distinct.into_iter().map(|e| Evidence {
+            source: Source::Event,
+            at: e.timestamp,
+            event: Some(event_ref(e)),
+            identifiers: e.identifiers.clone(),
+        }));
+        persist(store, project, graph, &observed.changed.persist)?;
+        if !observed.changed.remapped.is_empty() {
+            self.changed();
+        }
+        Ok(())
+    }
+
+    /// Records the write-time key of each stored event's primary identifier.
+    pub fn set_keys(
+        &self,
+        store: &Store,
+        project: ProjectId,
+        keys: impl IntoIterator<Item = (Identifier, Option<CustomerId>)>,
+    ) -> Result<(), AppError> {
+        let mut graphs = self.write();
+        let graph = graphs
+            .entry(project)
+            .or_insert_with(|| IdentityGraph::new(self.guardrails.clone()));
+        let mut changes = Vec::new();
+        let mut remapped = false;
+        // A batch names the same primary identifier many times; set each once.
+        let distinct: HashMap<Identifier, CustomerId> = keys
+            .into_iter()
+            .filter_map(|(id, key)| Some((id, key?)))
+            .collect();
+        let mut distinct: Vec<(Identifier, CustomerId)> = distinct.into_iter().collect();
+        distinct.sort_unstable();
+        for (primary, key) in distinct {
+            let c = graph
+                .set_key(&primary, key)
+                .map_err(|e| AppError::Identity(e.to_string()))?;
+            remapped |= !c.remapped.is_empty();
+            changes.extend(c.persist);
+        }
+        persist(store, project, graph, &changes)?;
+        if remapped {
+            self.changed();
+        }
+        Ok(())
+    }
+
+    /// The overlay of a project's merges, cached until the graph changes.
+    pub fn overlay(&self, project: ProjectId) -> Arc<Overlay> {
+        let generation = self.generation();
+        if let Some((g, o)) = self
+            .overlays
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&project)
+        {
+            if *g == generation {
+                return o.clone();
+            }
+        }
+        let overlay: Overlay = self
+            .read()
+            .get(&project)
+            .map(|g| g.overlay().collect())
+            .unwrap_or_default();
+        let overlay = Arc::new(overlay);
+        self.overlays
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(project, (generation, overlay.clone()));
+        overlay
+    }
+
+    /// The customers an agent's text may mean, with the identifier that matched: `c42`
+    /// (a customer id or any write-time key of one), `kind:value`, or a bare value in
+    /// every kind's normal form.
+    pub fn find(&self, project: ProjectId, text: &str) -> Vec<(CustomerId, Identifier)> {
+        let graphs = self.read();
+        let Some(graph) = graphs.get(&project) else {
+            return Vec::new();
+        };
+        let mut found: BTreeMap<CustomerId, Identifier> = BTreeMap::new();
+        if let Some(n) = text.strip_prefix('c').and_then(|n| n.parse::<u64>().ok()) {
+            if let Some(c) = graph.cluster(CustomerId(n)) {
+                if let (Some(customer), Some(first)) = (c.customer, c.identifiers.first()) {
+                    found.insert(customer, first.clone());
+                }
+            }
+        }
+        let candidates = match Identifier::parse_qualified(text) {
+            Ok(id) => vec![id],
+            Err(_) => graph.find(text),
+        };
+        for id in candidates {
+            if let Some(c) = graph.customer_of(&id) {
+                found.entry(c).or_insert(id);
+            }
+        }
+        found.into_iter().collect()
+    }
+
+    /// Identifiers, links with their evidence, and write-time keys of a customer.
+    pub fn cluster(&self, project: ProjectId, customer: CustomerId) -> ClusterView {
+        let graphs = self.read();
+        let Some(cluster) = graphs.get(&project).and_then(|g| g.cluster(customer)) else {
+            return ClusterView {
+                identifiers: Vec::new(),
+                links: Vec::new(),
+                keys: vec![customer],
+            };
+        };
+        let links = cluster
+            .evidence
+            .iter()
+            .filter(|e| e.decision != Decision::Single)
+            .map(|e| {
+                let (decision, reason) = match &e.decision {
+                    Decision::Linked { merged: true } => ("merged", None),
+                    Decision::Linked { merged: false } => ("linked", None),
+                    Decision::Refused(r) => ("refused", Some(r.to_string())),
+                    Decision::Revoked => ("revoked", None),
+                    Decision::Single => ("single", None),
+                };
+                let reason = match (decision, e.refusals.first()) {
+                    ("linked" | "merged", Some(r)) => Some(format!("partly refused: {r}")),
+                    _ => reason,
+                };
+                LinkView {
+                    evidence: e.id.0,
+                    source: e.evidence.source.as_str().into(),
+                    at: e.evidence.at,
+                    event: e.evidence.event.clone(),
+                    identifiers: e
+                        .evidence
+                        .identifiers
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect(),
+                    decision: decision.into(),
+                    reason,
+                }
+            })
+            .collect();
+        ClusterView {
+            identifiers: cluster
+                .identifiers
+                .iter()
+                .map(|i| IdentifierView {
+                    kind: i.kind.to_string(),
+                    value: i.value.to_string(),
+                })
+                .collect(),
+            links,
+            keys: if cluster.keys.is_empty() {
+                vec![customer]
+            } else {
+                cluster.keys
+            },
+        }
+    }
+
+    /// Splits `id` off its customer and persists the revocations.
+    pub fn unmerge(
+        &self,
+        store: &Store,
+        project: ProjectId,
+        id: &Identifier,
+    ) -> Result<(), AppError> {
+        let mut graphs = self.write();
+        let graph = graphs
+            .get_mut(&project)
+            .ok_or_else(|| AppError::CustomerNotFound(id.to_string()))?;
+        let changed = graph
+            .unmerge(id)
+            .map_err(|e| AppError::Identity(e.to_string()))?;
+        persist(store, project, graph, &changed.persist)?;
+        drop(graphs);
+        self.changed();
+        Ok(())
+    }
+}

@@ -1,0 +1,538 @@
+//! Process map: the directly-follows graph of steps over cases.
+//!
+//! Nodes carry their events, distinct customers, and how many cases start and end there;
+//! edges (`a → b`: step `b` directly follows step `a` in a case) carry their count, distinct
+//! customers and exact transition times (median, mean, p90 in seconds). Self-loops are edges
+//! like any other.
+//!
+//! Simplification (Disco-style sliders), applied after the exact map is computed:
+//! 1. Nodes: sorted by events (descending, then name), the shortest prefix whose events reach
+//!    `node_coverage` % of all events is kept (at least one node).
+//! 2. Edges between kept nodes: sorted by count (descending, then names), the shortest prefix
+//!    whose count reaches `edge_coverage` % of the transitions among kept nodes is kept.
+//! 3. Connectivity: each kept node also keeps its most frequent incoming and its most
+//!    frequent outgoing edge among kept nodes, so no node with connections is left hanging.
+//!
+//! Transitions into or out of hidden nodes are dropped, not bridged. Totals always describe
+//! the full map; `simplification` says what was hidden.
+
+use crate::case::{Case, Prepared};
+use crate::stats::{
+    log_bucket, micros_to_seconds, BucketFilter, DurationSummary, RankPlan, LOG_BUCKETS,
+};
+use crate::EngineError;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Steps up to this many get a dense steps² edge table; bigger alphabets use a hash map.
+const DENSE_STEPS: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MapOptions {
+    /// Percent of events the kept nodes must cover, in (0, 100].
+    pub node_coverage: f64,
+    /// Percent of transitions among kept nodes the kept edges must cover, in (0, 100].
+    pub edge_coverage: f64,
+}
+
+impl Default for MapOptions {
+    fn default() -> Self {
+        MapOptions {
+            node_coverage: 100.0,
+            edge_coverage: 100.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProcessMap {
+    /// The step dimension, e.g. `activity` or `property:os`.
+    pub step: String,
+    /// The case split, e.g. `customer` or `gap:30m`.
+    pub case: String,
+    pub totals: MapTotals,
+    /// Kept nodes, by events descending then step name.
+    pub nodes: Vec<MapNode>,
+    /// Kept edges, by count descending then from, to.
+    pub edges: Vec<MapEdge>,
+    pub simplification: Simplification,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct MapTotals {
+    pub events: u64,
+    pub cases: u64,
+    pub customers: u64,
+    pub transitions: u64,
+    pub steps: u64,
+    pub edges: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MapNode {
+    pub step: String,
+    pub events: u64,
+    pub customers: u64,
+    /// Cases whose first step this is.
+    pub starts: u64,
+    /// Cases whose last step this is.
+    pub ends: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MapEdge {
+    pub from: String,
+    pub to: String,
+    pub count: u64,
+    pub customers: u64,
+    #[serde(flatten)]
+    pub duration: DurationSummary,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Simplification {
+    pub node_coverage: f64,
+    pub edge_coverage: f64,
+    pub hidden_nodes: u64,
+    pub hidden_edges: u64,
+}
+
+/// Pass-1 edge counters as a struct of arrays indexed by an edge slot, so each transition
+/// updates a few small dense arrays (they stay in cache) rather than scattered structs.
+struct EdgeTable {
+    steps: usize,
+    /// Slot by edge for big alphabets; small ones use `from * steps + to` directly.
+    sparse: Option<HashMap<(u32, u32), u32>>,
+    /// Edge of each slot (sparse tables only).
+    keys: Vec<(u32, u32)>,
+    count: Vec<u64>,
+    customers: Vec<u64>,
+    last_customer: Vec<u64>,
+    /// Sum of transition times (µs), for the exact mean.
+    sum: Vec<i128>,
+    /// Row of `hist` holding the slot's [`log_bucket`] counts; `u32::MAX` until first seen.
+    hist_row: Vec<u32>,
+    hist: Vec<u32>,
+}
+
+impl EdgeTable {
+    fn new(steps: usize) -> EdgeTable {
+        let dense = steps <= DENSE_STEPS;
+        let slots = if dense { steps * steps } else { 0 };
+        EdgeTable {
+            steps,
+            sparse: (!dense).then(HashMap::new),
+            keys: Vec::new(),
+            count: vec![0; slots],
+            customers: vec![0; slots],
+            last_customer: vec![0; slots],
+            sum: vec![0; slots],
+            hist_row: vec![u32::MAX; slots],
+            hist: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn slot(&mut self, a: u32, b: u32) -> usize {
+        match &mut self.sparse {
+            None => a as usize * self.steps + b as usize,
+            Some(map) => {
+                let next = self.keys.len() as u32;
+                let slot = *map.entry((a, b)).or_insert(next);
+                if slot == next {
+                    self.keys.push((a, b));
+                    self.count.push(0);
+                    self.customers.push(0);
+                    self.last_customer.push(0);
+                    self.sum.push(0);
+                    self.hist_row.push(u32::MAX);
+                }
+                slot as usize
+            }
+        }
+    }
+
+    fn key(&self, slot: usize) -> (u32, u32) {
+        match self.sparse {
+            None => ((slot / self.steps) as u32, (slot % self.steps) as u32),
+            Some(_) => self.keys[slot],
+        }
+    }
+
+    /// The slot's histogram row, created empty on first use.
+    #[inline]
+    fn hist_mut(&mut self, slot: usize) -> &mut [u32] {
+        let mut row = self.hist_row[slot];
+        if row == u32::MAX {
+            row = (self.hist.len() / LOG_BUCKETS) as u32;
+            self.hist.resize(self.hist.len() + LOG_BUCKETS, 0);
+            self.hist_row[slot] = row;
+        }
+        let start = row as usize * LOG_BUCKETS;
+        &mut self.hist[start..start + LOG_BUCKETS]
+    }
+
+    fn hist(&self, slot: usize) -> &[u32] {
+        match self.hist_row[slot] {
+            u32::MAX => &[],
+            row => &self.hist[row as usize * LOG_BUCKETS..(row as usize + 1) * LOG_BUCKETS],
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, a: u32, b: u32, stamp: u64, gap: i64) {
+        let slot = self.slot(a, b);
+        self.count[slot] += 1;
+        if self.last_customer[slot] != stamp {
+            self.last_customer[slot] = stamp;
+            self.customers[slot] += 1;
+        }
+        self.sum[slot] += i128::from(gap);
+        self.hist_mut(slot)[log_bucket(gap)] += 1;
+    }
+
+    fn merge(&mut self, other: &EdgeTable) {
+        for o in 0..other.count.len() {
+            if other.count[o] == 0 {
+                continue;
+            }
+            let (a, b) = other.key(o);
+            let slot = self.slot(a, b);
+            self.count[slot] += other.count[o];
+            self.customers[slot] += other.customers[o];
+            self.sum[slot] += other.sum[o];
+            let theirs = other.hist(o);
+            for (x, y) in self.hist_mut(slot).iter_mut().zip(theirs) {
+                *x += y;
+            }
+        }
+    }
+}
+
+/// Pass 1: nodes, starts, ends, and per edge its counters and time histogram.
+struct Partial {
+    steps: usize,
+    node_events: Vec<u64>,
+    node_customers: Vec<u64>,
+    node_last: Vec<u64>,
+    starts: Vec<u64>,
+    ends: Vec<u64>,
+    edges: EdgeTable,
+    events: u64,
+    cases: u64,
+    customers: u64,
+    last_customer: u64,
+}
+
+/// One edge after pass 1.
+struct EdgeStats {
+    count: u64,
+    customers: u64,
+    sum: i128,
+    plan: RankPlan,
+}
+
+impl Partial {
+    fn new(steps: usize) -> Partial {
+        Partial {
+            steps,
+            node_events: vec![0; steps],
+            node_customers: vec![0; steps],
+            node_last: vec![0; steps],
+            starts: vec![0; steps],
+            ends: vec![0; steps],
+            edges: EdgeTable::new(steps),
+            events: 0,
+            cases: 0,
+            customers: 0,
+            last_customer: 0,
+        }
+    }
+
+    fn add(&mut self, case: &Case<'_>) {
+        let stamp = Prepared::customer_stamp(case);
+        let steps = case.steps;
+        self.cases += 1;
+        self.events += steps.len() as u64;
+        if self.last_customer != stamp {
+            self.last_customer = stamp;
+            self.customers += 1;
+        }
+        let (node_events, node_last, node_customers) = (
+            &mut self.node_events[..],
+            &mut self.node_last[..],
+            &mut self.node_customers[..],
+        );
+        for &s in steps {
+            let s = s as usize;
+            node_events[s] += 1;
+            if node_last[s] != stamp {
+                node_last[s] = stamp;
+                node_customers[s] += 1;
+            }
+        }
+        self.starts[steps[0] as usize] += 1;
+        self.ends[steps[steps.len() - 1] as usize] += 1;
+        let ts = &case.journeys.ts;
+        let edges = &mut self.edges;
+        let mut prev_ts = ts[case.events[0] as usize];
+        for k in 1..steps.len() {
+            let t = ts[case.events[k] as usize];
+            edges.add(steps[k - 1], steps[k], stamp, t - prev_ts);
+            prev_ts = t;
+        }
+    }
+
+    fn merge(mut self, other: Partial) -> Partial {
+        for s in 0..self.steps {
+            self.node_events[s] += other.node_events[s];
+            self.node_customers[s] += other.node_customers[s];
+            self.starts[s] += other.starts[s];
+            self.ends[s] += other.ends[s];
+        }
+        self.edges.merge(&other.edges);
+        self.events += other.events;
+        self.cases += other.cases;
+        self.customers += other.customers;
+        self
+    }
+
+    /// Every edge with its stats and quantile plan, sorted by (from, to) codes.
+    fn into_edges(self) -> Vec<((u32, u32), EdgeStats)> {
+        let t = &self.edges;
+        let mut edges: Vec<((u32, u32), EdgeStats)> = (0..t.count.len())
+            .filter(|&slot| t.count[slot] > 0)
+            .map(|slot| {
+                (
+                    t.key(slot),
+                    EdgeStats {
+                        count: t.count[slot],
+                        customers: t.customers[slot],
+                        sum: t.sum[slot],
+                        plan: RankPlan::new(t.hist(slot), &[0.5, 0.9]),
+                    },
+                )
+            })
+            .collect();
+        edges.sort_unstable_by_key(|&(k, _)| k);
+        edges
+    }
+}
+
+/// Pass 2: the transition times each edge's quantile plan asks for.
+struct Gather<'p> {
+    /// Edge index by `from * steps + to` (dense) or by pair.
+    index: &'p EdgeIndex,
+    filters: &'p [BucketFilter],
+    kept: Vec<Vec<i64>>,
+}
+
+enum EdgeIndex {
+    Dense(Vec<u32>, usize),
+    Sparse(HashMap<(u32, u32), u32>),
+}
+
+impl EdgeIndex {
+    #[inline]
+    fn get(&self, a: u32, b: u32) -> usize {
+        match self {
+            EdgeIndex::Dense(v, n) => v[a as usize * n + b as usize] as usize,
+            EdgeIndex::Sparse(m) => m[&(a, b)] as usize,
+        }
+    }
+}
+
+impl Gather<'_> {
+    fn add(&mut self, case: &Case<'_>) {
+        let ts = &case.journeys.ts;
+        for k in 1..case.steps.len() {
+            let e = self.index.get(case.steps[k - 1], case.steps[k]);
+            let gap = ts[case.events[k] as usize] - ts[case.events[k - 1] as usize];
+            if self.filters[e].wants(gap) {
+                self.kept[e].push(gap);
+            }
+        }
+    }
+
+    fn merge(mut self, other: Gather<'_>) -> Self {
+        for (a, b) in self.kept.iter_mut().zip(other.kept) {
+            a.extend(b);
+        }
+        self
+    }
+}
+
+fn check_coverage(option: &'static str, value: f64) -> Result<(), EngineError> {
+    if value > 0.0 && value <= 100.0 {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidOption {
+            option,
+            reason: format!("{value} is not a percentage in (0, 100]"),
+        })
+    }
+}
+
+/// The process map of the prepared query's cases.
+pub fn process_map(
+    prepared: &Prepared<'_>,
+    options: &MapOptions,
+) -> Result<ProcessMap, EngineError> {
+    check_coverage("node coverage", options.node_coverage)?;
+    check_coverage("edge coverage", options.edge_coverage)?;
+    let names = prepared.step_names();
+    let n = names.len();
+    let partial = prepared.fold_cases(|| Partial::new(n), Partial::add, Partial::merge);
+
+    let mut nodes: Vec<MapNode> = (0..n)
+        .filter(|&s| partial.node_events[s] > 0)
+        .map(|s| MapNode {
+            step: names[s].clone(),
+            events: partial.node_events[s],
+            customers: partial.node_customers[s],
+            starts: partial.starts[s],
+            ends: partial.ends[s],
+        })
+        .collect();
+    nodes.sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.step.cmp(&b.step)));
+
+    let totals_base = (partial.events, partial.cases, partial.customers);
+    // Exact median and p90 per edge without keeping every transition time: plan from the
+    // histograms, then a second pass keeps only the times in the planned buckets.
+    let edge_list = partial.into_edges();
+    let index = if n <= DENSE_STEPS {
+        let mut v = vec![u32::MAX; n * n];
+        for (i, ((a, b), _)) in edge_list.iter().enumerate() {
+            v[*a as usize * n + *b as usize] = i as u32;
+        }
+        EdgeIndex::Dense(v, n)
+    } else {
+        EdgeIndex::Sparse(
+            edge_list
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (*k, i as u32))
+                .collect(),
+        )
+    };
+    let filters: Vec<BucketFilter> = edge_list.iter().map(|(_, e)| e.plan.filter()).collect();
+    let gathered = prepared.fold_cases(
+        || Gather {
+            index: &index,
+            filters: &filters,
+            kept: vec![Vec::new(); filters.len()],
+        },
+        Gather::add,
+        Gather::merge,
+    );
+    let mut edges: Vec<MapEdge> = edge_list
+        .into_par_iter()
+        .zip(gathered.kept.into_par_iter())
+        .map(|(((a, b), acc), mut kept)| {
+            let q = acc.plan.finish(&mut kept);
+            MapEdge {
+                from: names[a as usize].clone(),
+                to: names[b as usize].clone(),
+                count: acc.count,
+                customers: acc.customers,
+                duration: DurationSummary {
+                    median_s: micros_to_seconds(q[0]),
+                    mean_s: micros_to_seconds(acc.sum as f64 / acc.count as f64),
+                    p90_s: micros_to_seconds(q[1]),
+                },
+            }
+        })
+        .collect();
+    edges.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.from.cmp(&b.from))
+            .then_with(|| a.to.cmp(&b.to))
+    });
+
+    let totals = MapTotals {
+        events: totals_base.0,
+        cases: totals_base.1,
+        customers: totals_base.2,
+        transitions: edges.iter().map(|e| e.count).sum(),
+        steps: nodes.len() as u64,
+        edges: edges.len() as u64,
+    };
+    let (nodes, edges) = simplify(nodes, edges, options);
+    Ok(ProcessMap {
+        step: prepared.step_dimension().to_string(),
+        case: prepared.case_split().to_string(),
+        simplification: Simplification {
+            node_coverage: options.node_coverage,
+            edge_coverage: options.edge_coverage,
+            hidden_nodes: totals.steps - nodes.len() as u64,
+            hidden_edges: totals.edges - edges.len() as u64,
+        },
+        totals,
+        nodes,
+        edges,
+    })
+}
+
+/// Applies the coverage rule of the module docs to nodes and edges already sorted by
+/// frequency.
+fn simplify(
+    nodes: Vec<MapNode>,
+    edges: Vec<MapEdge>,
+    options: &MapOptions,
+) -> (Vec<MapNode>, Vec<MapEdge>) {
+    if options.node_coverage >= 100.0 && options.edge_coverage >= 100.0 {
+        return (nodes, edges);
+    }
+    let total_events: u64 = nodes.iter().map(|n| n.events).sum();
+    let mut kept_nodes = Vec::new();
+    let mut covered = 0u64;
+    for node in nodes {
+        if !kept_nodes.is_empty() && reaches(covered, total_events, options.node_coverage) {
+            break;
+        }
+        covered += node.events;
+        kept_nodes.push(node);
+    }
+    let kept: std::collections::HashSet<&str> =
+        kept_nodes.iter().map(|n| n.step.as_str()).collect();
+    let candidates: Vec<MapEdge> = edges
+        .into_iter()
+        .filter(|e| kept.contains(e.from.as_str()) && kept.contains(e.to.as_str()))
+        .collect();
+    let total: u64 = candidates.iter().map(|e| e.count).sum();
+    let mut keep = vec![false; candidates.len()];
+    let mut covered = 0u64;
+    for (i, e) in candidates.iter().enumerate() {
+        if reaches(covered, total, options.edge_coverage) {
+            break;
+        }
+        covered += e.count;
+        keep[i] = true;
+    }
+    // Candidates are sorted by count, so the first edge seen into (out of) a node is its
+    // most frequent one.
+    let mut has_in = std::collections::HashSet::new();
+    let mut has_out = std::collections::HashSet::new();
+    for (i, e) in candidates.iter().enumerate() {
+        if has_in.insert(e.to.as_str()) {
+            keep[i] = true;
+        }
+        if has_out.insert(e.from.as_str()) {
+            keep[i] = true;
+        }
+    }
+    let kept_edges = candidates
+        .iter()
+        .zip(&keep)
+        .filter(|(_, &k)| k)
+        .map(|(e, _)| e.clone())
+        .collect();
+    (kept_nodes, kept_edges)
+}
+
+/// Whether `covered` out of `total` reaches `percent` %.
+fn reaches(covered: u64, total: u64, percent: f64) -> bool {
+    covered as f64 * 100.0 >= total as f64 * percent
+}
