@@ -248,12 +248,13 @@ def main():
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=5, help="warm runs per query (median reported)")
     ap.add_argument("--keep", type=Path, help="keep the Parquet file and data dir here")
+    ap.add_argument("--exe", type=Path, help="use this omnitrail binary instead of building one")
     args = ap.parse_args()
     in_venv()
     import duckdb
     import polars as pl
 
-    exe = build()
+    exe = args.exe or build()
     work = args.keep or Path(tempfile.mkdtemp(prefix="omnitrail-engine-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     results = {"machine": {"cores": os.cpu_count()}, "events": args.events, "customers": args.customers}

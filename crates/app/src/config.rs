@@ -1,15 +1,24 @@
-//! The data dir's configuration file, `omnitrail.toml`. For now it holds the
-//! activity → stage mapping (DESIGN.md §2 "stage"):
+//! The data dir's configuration file, `omnitrail.toml`: the activity → stage mapping
+//! (DESIGN.md §2 "stage") and the identity guardrails.
 //!
 //! ```toml
 //! [stages]
 //! awareness = ["ad_viewed", "email_opened"]
 //! purchase = ["checkout_started", "purchase"]
+//!
+//! [identity]
+//! limits = { email = 3, device_id = 20 }
+//! weak = ["device_id", "anonymous_id"]
+//! blocked_values = ["n/a", "test-user"]
 //! ```
 //!
 //! Stages keep the order they are written in; an activity may belong to one stage only.
+//! `[identity]` takes the fields of `omnitrail_identity::Guardrails` (defaults for what is
+//! left out). Limits and weak kinds may change at any time (the graph is replayed on open);
+//! priorities and blocklists decide write-time keys and are fixed once data is stored.
 
 use crate::AppError;
+use omnitrail_identity::Guardrails;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -20,6 +29,7 @@ pub struct Config {
     /// Stage names in journey order.
     pub stages: Vec<String>,
     stage_of: HashMap<String, usize>,
+    pub identity: Guardrails,
 }
 
 impl Config {
@@ -42,8 +52,17 @@ impl Config {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
         let mut config = Config::default();
         for (key, value) in &table {
+            if key == "identity" {
+                config.identity = value
+                    .clone()
+                    .try_into()
+                    .map_err(|e: toml::de::Error| format!("identity: {}", e.message()))?;
+                continue;
+            }
             if key != "stages" {
-                return Err(format!("unknown section '{key}' (expected [stages])"));
+                return Err(format!(
+                    "unknown section '{key}' (expected [stages] or [identity])"
+                ));
             }
             let stages = value
                 .as_table()
@@ -98,6 +117,20 @@ mod tests {
             "{err}"
         );
         assert!(Config::parse("[stagez]\n").unwrap_err().contains("stagez"));
+    }
+
+    #[test]
+    fn identity_guardrails_are_configurable_per_kind() {
+        let c = Config::parse(
+            "[identity]\nlimits = { email = 2 }\nweak = [\"device_id\"]\nblocked_values = [\"n/a\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.identity.limit(&omnitrail_model::IdentifierKind::Email), 2);
+        assert!(!c
+            .identity
+            .is_weak(&omnitrail_model::IdentifierKind::AnonymousId));
+        let err = Config::parse("[identity]\nlimit = 3\n").unwrap_err();
+        assert!(err.starts_with("identity: unknown field `limit`"), "{err}");
     }
 
     #[test]

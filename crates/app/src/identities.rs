@@ -15,7 +15,8 @@ use crate::customer::{IdentifierView, LinkView};
 use crate::resolve::Overlay;
 use crate::AppError;
 use omnitrail_identity::{
-    Decision, Evidence, EvidenceId, Guardrails, IdentityGraph, Persisted, Source,
+    Decision, Evidence, EvidenceId, Guardrails, IdentityError, IdentityGraph, Persisted, Snapshot,
+    Source,
 };
 use omnitrail_model::{CustomerId, Event, Identifier, ProjectId};
 use omnitrail_store::{EvidenceRow, PrimaryRule, Store};
@@ -143,6 +144,29 @@ impl Identities {
         self.generation.load(Ordering::SeqCst)
     }
 
+    /// Refuses a data dir whose events were keyed under other priorities or blocklists:
+    /// keys would no longer follow from identifiers. Limits and weak kinds may change.
+    pub fn check_primary_rule(&self, store: &Store) -> Result<(), AppError> {
+        let g = &self.guardrails;
+        let rule = serde_json::json!({
+            "priorities": g.priorities,
+            "social_priority": g.social_priority,
+            "custom_priority": g.custom_priority,
+            "builtin_blocklist": g.builtin_blocklist,
+            "blocked_values": g.blocked_values,
+            "blocked_by_kind": g.blocked_by_kind,
+        })
+        .to_string();
+        let meta = store.meta();
+        match meta.setting("identity.primary_rule")? {
+            Some(stored) if stored != rule => Err(AppError::Identity(format!(
+                "identity priorities or blocklists in omnitrail.toml differ from those this data dir was keyed with ({stored}); restore them, or import into a new data dir"
+            ))),
+            Some(_) => Ok(()),
+            None => Ok(meta.set_setting("identity.primary_rule", &rule)?),
+        }
+    }
+
     /// Rebuilds every project's graph from the metadata database and the log tail.
     pub fn load(&self, store: &Store) -> Result<(), AppError> {
         let projects = store.meta().projects()?;
@@ -154,8 +178,10 @@ impl Identities {
                     meta.identity_keys(project)?,
                 )
             };
-            let mut graph = IdentityGraph::new(self.guardrails.clone());
+            // One snapshot of every record, restored in a single canonical pass.
+            let mut snapshot = Snapshot::new();
             let mut revoked = Vec::new();
+            let bad = |e: IdentityError| AppError::Identity(e.to_string());
             for r in rows {
                 let ids: Vec<String> =
                     serde_json::from_str(&r.identifiers).map_err(|e| corrupt(r.id, e))?;
@@ -164,34 +190,37 @@ impl Identities {
                     .map(|s| Identifier::parse_qualified(s))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| corrupt(r.id, e))?;
-                let observed = graph.observe(Evidence {
-                    source: parse_source(&r.source),
-                    at: r.at,
-                    event: r.event,
-                    identifiers,
-                });
-                // Rows are read in id order and ids are dense, so replay gives each row
-                // its own id back.
-                if observed.evidence.0 != r.id {
-                    return Err(corrupt(r.id, "evidence ids are not dense"));
-                }
+                let id = EvidenceId(r.id);
+                snapshot
+                    .apply(&Persisted::Evidence {
+                        id,
+                        evidence: Evidence {
+                            source: parse_source(&r.source),
+                            at: r.at,
+                            event: r.event,
+                            identifiers,
+                        },
+                    })
+                    .map_err(|e| corrupt(r.id, e))?;
                 if r.revoked {
-                    revoked.push(observed.evidence);
+                    revoked.push(id);
                 }
             }
             for id in revoked {
-                graph
-                    .revoke(id)
-                    .map_err(|e| AppError::Identity(e.to_string()))?;
+                snapshot.apply(&Persisted::Revoked { id }).map_err(bad)?;
             }
             for (identifier, key) in keys {
-                let id = Identifier::parse_qualified(&identifier).map_err(|e| {
+                let identifier = Identifier::parse_qualified(&identifier).map_err(|e| {
                     AppError::Identity(format!("identity key of '{identifier}': {e}"))
                 })?;
-                graph
-                    .set_key(&id, CustomerId(key))
-                    .map_err(|e| AppError::Identity(e.to_string()))?;
+                snapshot
+                    .apply(&Persisted::Key {
+                        identifier,
+                        key: CustomerId(key),
+                    })
+                    .map_err(bad)?;
             }
+            let graph = IdentityGraph::restore(self.guardrails.clone(), snapshot);
             self.write().insert(project, graph);
         }
         // The log tail may hold events whose keys were not yet written.
@@ -280,6 +309,26 @@ impl Identities {
             identifiers: e.identifiers.clone(),
         }));
         persist(store, project, graph, &observed.changed.persist)?;
+        if !observed.changed.remapped.is_empty() {
+            self.changed();
+        }
+        Ok(())
+    }
+
+    /// Records one `identify` or `alias` call's link, durably.
+    pub fn link(
+        &self,
+        store: &Store,
+        project: ProjectId,
+        evidence: Evidence,
+    ) -> Result<(), AppError> {
+        let mut graphs = self.write();
+        let graph = graphs
+            .entry(project)
+            .or_insert_with(|| IdentityGraph::new(self.guardrails.clone()));
+        let observed = graph.observe(evidence);
+        persist(store, project, graph, &observed.changed.persist)?;
+        drop(graphs);
         if !observed.changed.remapped.is_empty() {
             self.changed();
         }

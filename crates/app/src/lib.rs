@@ -15,7 +15,6 @@ pub use config::Config;
 pub use omnitrail_synth::SynthConfig;
 pub use stats::Stats;
 
-use omnitrail_identity::Guardrails;
 use omnitrail_model::{
     Clock, CustomerId, Event, Identifier, ProjectId, SystemClock, Timestamp, ValidationError,
 };
@@ -134,7 +133,8 @@ pub struct NewNote {
 
 impl App {
     pub fn open(dir: &Path, opts: AppOptions) -> Result<App, AppError> {
-        let identities = identities::Identities::new(Guardrails::default());
+        let config = Config::load(dir)?;
+        let identities = identities::Identities::new(config.identity.clone());
         let store = Arc::new(Store::open(
             dir,
             StoreOptions {
@@ -143,6 +143,7 @@ impl App {
                 ..opts.store
             },
         )?);
+        identities.check_primary_rule(&store)?;
         identities.load(&store)?;
         if let Some((file, bytes, why)) = &store.open_report().cut_tail {
             tracing::warn!(
@@ -150,7 +151,6 @@ impl App {
                 file.display()
             );
         }
-        let config = Config::load(dir)?;
         Ok(App {
             compactor: compactor::Compactor::start(store.clone(), opts.compact_after_events),
             store,
@@ -609,6 +609,33 @@ impl App {
             .into_iter()
             .map(note_view)
             .collect())
+    }
+
+    /// A Segment-style `alias(previousId, userId)` or `identify` link: says these
+    /// identifiers are one person, without an event. Durable when this returns.
+    pub fn link(
+        &self,
+        project: ProjectId,
+        source: omnitrail_identity::Source,
+        identifiers: Vec<Identifier>,
+        at: Timestamp,
+    ) -> Result<(), AppError> {
+        if identifiers.len() < 2 {
+            return Err(AppError::Identity(format!(
+                "a link needs at least two identifiers, got {}",
+                identifiers.len()
+            )));
+        }
+        self.identities.link(
+            &self.store,
+            project,
+            omnitrail_identity::Evidence {
+                source,
+                at,
+                event: None,
+                identifiers,
+            },
+        )
     }
 
     /// Splits an identifier off its customer: every link through it is revoked (and

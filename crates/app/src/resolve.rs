@@ -64,27 +64,10 @@ fn build(
     let Some(first) = raw.first() else {
         return out;
     };
-    // Per source partition, its dictionary codes translated into this partition's.
-    let activity_codes: Vec<Vec<u32>> = raw
-        .iter()
-        .map(|j| {
-            j.activities
-                .values
-                .iter()
-                .map(|v| out.activities.code(v))
-                .collect()
-        })
-        .collect();
-    let channel_codes: Vec<Vec<u16>> = raw
-        .iter()
-        .map(|j| {
-            j.channels
-                .values
-                .iter()
-                .map(|v| out.channels.code(v) as u16)
-                .collect()
-        })
-        .collect();
+    // Per source partition, its dictionary codes translated into this partition's, coded
+    // on first use so a partition's dictionaries hold only the values it uses.
+    let mut activity_codes = Remaps::new(raw.iter().map(|j| j.activities.len()));
+    let mut channel_codes = Remaps::new(raw.iter().map(|j| j.channels.len()));
     let mut properties = Columns::new(&first.properties, raw, |j| &j.properties);
     let mut traits = Columns::new(&first.traits, raw, |j| &j.traits);
 
@@ -113,8 +96,12 @@ fn build(
         for &(ts, p, e) in &order {
             let j = &raw[p];
             out.ts.push(ts);
-            out.activity.push(activity_codes[p][j.activity[e] as usize]);
-            out.channel.push(channel_codes[p][j.channel[e] as usize]);
+            let a = j.activity[e] as usize;
+            out.activity
+                .push(activity_codes.code(p, a, || out.activities.code(&j.activities.values[a])));
+            let c = j.channel[e] as usize;
+            out.channel
+                .push(channel_codes.code(p, c, || out.channels.code(&j.channels.values[c])) as u16);
             properties.push(p, e);
             traits.push(p, e);
         }
@@ -127,10 +114,31 @@ fn build(
     out
 }
 
+/// Source dictionary code → target code, per source partition, filled on first use.
+struct Remaps(Vec<Vec<u32>>);
+
+impl Remaps {
+    const UNSET: u32 = u32::MAX;
+
+    fn new(sizes: impl Iterator<Item = usize>) -> Remaps {
+        Remaps(sizes.map(|n| vec![Self::UNSET; n]).collect())
+    }
+
+    fn code(&mut self, partition: usize, code: usize, new: impl FnOnce() -> u32) -> u32 {
+        let slot = &mut self.0[partition][code];
+        if *slot == Self::UNSET {
+            *slot = new();
+        }
+        *slot
+    }
+}
+
 /// Property (or trait) columns being gathered from several partitions.
 struct Columns<'a> {
+    /// Per column, each source partition's column.
     sources: Vec<Vec<&'a PropertyColumn>>,
-    out: Vec<(String, PropertyColumn, Vec<Vec<u32>>)>,
+    /// Per column: name, the column being built, and for text columns the code remaps.
+    out: Vec<(String, PropertyColumn, Remaps)>,
 }
 
 impl<'a> Columns<'a> {
@@ -139,25 +147,22 @@ impl<'a> Columns<'a> {
         raw: &'a [Arc<Journeys>],
         pick: impl Fn(&'a Journeys) -> &'a BTreeMap<String, PropertyColumn>,
     ) -> Columns<'a> {
-        let mut sources = vec![Vec::new(); names.len()];
+        let mut sources = Vec::new();
         let mut out = Vec::new();
-        for (k, (name, shape)) in names.iter().enumerate() {
-            let mut remaps = Vec::new();
-            let mut dict = Dictionary::default();
-            for j in raw {
-                let col = &pick(j)[name];
-                if let PropertyColumn::Text { dict: d, .. } = col {
-                    remaps.push(d.values.iter().map(|v| dict.code(v) + 1).collect());
-                }
-                sources[k].push(col);
-            }
+        for (name, shape) in names {
+            let cols: Vec<&PropertyColumn> = raw.iter().map(|j| &pick(j)[name]).collect();
+            let remaps = Remaps::new(cols.iter().map(|c| match c {
+                PropertyColumn::Text { dict, .. } => dict.len(),
+                PropertyColumn::Num(_) => 0,
+            }));
             let col = match shape {
                 PropertyColumn::Num(_) => PropertyColumn::Num(Vec::new()),
                 PropertyColumn::Text { .. } => PropertyColumn::Text {
                     codes: Vec::new(),
-                    dict,
+                    dict: Dictionary::default(),
                 },
             };
+            sources.push(cols);
             out.push((name.clone(), col, remaps));
         }
         Columns { sources, out }
@@ -167,9 +172,19 @@ impl<'a> Columns<'a> {
         for (k, (_, col, remaps)) in self.out.iter_mut().enumerate() {
             match (col, self.sources[k][p]) {
                 (PropertyColumn::Num(v), PropertyColumn::Num(src)) => v.push(src[e]),
-                (PropertyColumn::Text { codes, .. }, PropertyColumn::Text { codes: src, .. }) => {
-                    let c = src[e];
-                    codes.push(if c == 0 { 0 } else { remaps[p][c as usize - 1] });
+                (
+                    PropertyColumn::Text { codes, dict },
+                    PropertyColumn::Text {
+                        codes: src,
+                        dict: src_dict,
+                    },
+                ) => {
+                    let c = src[e] as usize;
+                    codes.push(if c == 0 {
+                        0
+                    } else {
+                        remaps.code(p, c - 1, || dict.code(&src_dict.values[c - 1])) + 1
+                    });
                 }
                 _ => unreachable!("a column has one type in every partition of one scan"),
             }

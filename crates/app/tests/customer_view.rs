@@ -419,3 +419,65 @@ fn timeline_pages_and_filters_by_channel_and_time() {
         Err(omnitrail_app::AppError::CustomerNotFound(_))
     ));
 }
+
+#[test]
+fn limits_may_change_but_a_changed_primary_rule_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    ingest(&open(dir.path(), "2026-11-21T09:00:00Z"), ana());
+    let config = dir.path().join("omnitrail.toml");
+    // A lower email limit re-clusters on open: the CRM links stay (one email each).
+    std::fs::write(&config, "[identity]\nlimits = { email = 1, phone = 1 }\n").expect("write");
+    assert_eq!(
+        view(&open(dir.path(), "2026-11-21T09:00:00Z"), "a-91").events,
+        9
+    );
+    std::fs::write(&config, "[identity]\npriorities = { email = 1 }\n").expect("write");
+    let err = match App::open(dir.path(), AppOptions::default()) {
+        Ok(_) => panic!("opened with a different primary rule"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("priorities or blocklists"), "{err}");
+}
+
+#[test]
+fn an_alias_call_links_two_identities_without_an_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let app = open(dir.path(), "2026-11-21T09:00:00Z");
+        let anon = id(IdentifierKind::AnonymousId, "a-1");
+        let user = id(IdentifierKind::UserId, "u-1");
+        ingest(
+            &app,
+            vec![
+                ev(
+                    "2026-11-01T10:00:00Z",
+                    &[anon.clone()],
+                    Channel::Web,
+                    "page_viewed",
+                ),
+                ev(
+                    "2026-11-01T10:05:00Z",
+                    &[user.clone()],
+                    Channel::MobileApp,
+                    "login",
+                ),
+            ],
+        );
+        assert_eq!(view(&app, "a-1").events, 1);
+        app.link(
+            P,
+            omnitrail_identity::Source::Alias,
+            vec![anon, user],
+            at("2026-11-01T10:04:00Z"),
+        )
+        .expect("alias");
+        let v = view(&app, "a-1");
+        assert_eq!(v.events, 2, "merged at once");
+        assert!(v
+            .links
+            .iter()
+            .any(|l| l.source == "alias" && l.decision == "merged"));
+    }
+    let app = open(dir.path(), "2026-11-21T09:00:00Z");
+    assert_eq!(view(&app, "user_id:u-1").events, 2, "the alias is durable");
+}

@@ -1,4 +1,4 @@
-//! Analysis subcommands: `map`, `variants`, `channels`.
+//! Analysis subcommands: `map`, `variants`, `channels`, `paths`, `funnel`.
 //!
 //! Each subcommand is an args struct with the shared [`CommonArgs`] flattened in, and a
 //! handler that calls [`analyze`] with what to load, what to compute and how to print it.

@@ -109,6 +109,11 @@ struct PartitionPlan {
     case_key: CaseKey,
     filter: Option<CompiledFilter>,
     segment: Option<CompiledSegment>,
+    /// Every event's global step code, when no filter or case key can drop events: cases
+    /// are then slices of it, and every analysis pass over the query skips the mapping.
+    codes: Option<Vec<u32>>,
+    /// Whether `codes` holds events without a step.
+    has_skip: bool,
 }
 
 /// A contiguous run of customers of one partition: the unit of parallel work.
@@ -270,11 +275,22 @@ impl<'a> Prepared<'a> {
                         })?),
                         None => None,
                     };
+                let steps = local.into_map(&global);
+                let filtered = filter.as_ref().is_some_and(|f| !f.always_matches());
+                let codes = (!filtered && !matches!(case, CaseSplit::Property(_))).then(|| {
+                    let source = steps.source(j);
+                    (0..j.events())
+                        .map(|e| source.step(e))
+                        .collect::<Vec<u32>>()
+                });
+                let has_skip = codes.as_ref().is_some_and(|c| c.contains(&NO_STEP));
                 Ok(PartitionPlan {
-                    steps: local.into_map(&global),
+                    steps,
                     case_key: case_key(j, case),
                     filter,
                     segment,
+                    codes,
+                    has_skip,
                 })
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
@@ -407,14 +423,31 @@ impl<'a> Prepared<'a> {
                 }
             }
             let range = j.customer_range(ci);
-            let ts = &j.ts[range.clone()];
-            let lo = range.start + ts.partition_point(|&t| t < self.from);
-            let hi = range.start + ts.partition_point(|&t| t < self.to);
+            let (lo, hi) = if self.from == i64::MIN && self.to == i64::MAX {
+                (range.start, range.end)
+            } else {
+                let ts = &j.ts[range.clone()];
+                (
+                    range.start + ts.partition_point(|&t| t < self.from),
+                    range.start + ts.partition_point(|&t| t < self.to),
+                )
+            };
             if lo == hi {
                 continue;
             }
             step_buf.clear();
             key_buf.clear();
+            if let (true, Some(codes)) = (direct, &plan.codes) {
+                let steps = &codes[lo..hi];
+                let any_skip = plan.has_skip && steps.contains(&NO_STEP);
+                let who = Who {
+                    journeys: j,
+                    customer_index: ci,
+                    partition_index: chunk.partition,
+                };
+                self.split(who, &self.iota[lo..hi], steps, &[], any_skip, scratch, emit);
+                continue;
+            }
             let mut any_skip = false;
             let events: &[u32] = if direct {
                 step_buf.extend((lo..hi).map(|e| {

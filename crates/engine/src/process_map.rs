@@ -113,7 +113,10 @@ struct EdgeTable {
     sum: Vec<i128>,
     /// Row of `hist` holding the slot's [`log_bucket`] counts; `u32::MAX` until first seen.
     hist_row: Vec<u32>,
-    hist: Vec<u32>,
+    /// Counts modulo 2¹⁶: 16-bit counters halve the histograms' cache footprint, which
+    /// every transition touches; `wraps` counts the rare carries by histogram index.
+    hist: Vec<u16>,
+    wraps: HashMap<usize, u64>,
 }
 
 impl EdgeTable {
@@ -130,6 +133,7 @@ impl EdgeTable {
             sum: vec![0; slots],
             hist_row: vec![u32::MAX; slots],
             hist: Vec::new(),
+            wraps: HashMap::new(),
         }
     }
 
@@ -160,36 +164,62 @@ impl EdgeTable {
         }
     }
 
-    /// The slot's histogram row, created empty on first use.
+    /// Index in `hist` of the slot's first bucket; the row is created empty on first use.
     #[inline]
-    fn hist_mut(&mut self, slot: usize) -> &mut [u32] {
+    fn hist_start(&mut self, slot: usize) -> usize {
         let mut row = self.hist_row[slot];
         if row == u32::MAX {
             row = (self.hist.len() / LOG_BUCKETS) as u32;
             self.hist.resize(self.hist.len() + LOG_BUCKETS, 0);
             self.hist_row[slot] = row;
         }
-        let start = row as usize * LOG_BUCKETS;
-        &mut self.hist[start..start + LOG_BUCKETS]
+        row as usize * LOG_BUCKETS
     }
 
-    fn hist(&self, slot: usize) -> &[u32] {
+    /// Adds `n` to histogram entry `i`.
+    fn hist_add(&mut self, i: usize, n: u64) {
+        let total = u64::from(self.hist[i]) + n;
+        self.hist[i] = (total & 0xffff) as u16;
+        if total >> 16 > 0 {
+            *self.wraps.entry(i).or_default() += total >> 16;
+        }
+    }
+
+    /// The slot's full bucket counts (empty if it has none).
+    fn hist(&self, slot: usize) -> Vec<u64> {
         match self.hist_row[slot] {
-            u32::MAX => &[],
-            row => &self.hist[row as usize * LOG_BUCKETS..(row as usize + 1) * LOG_BUCKETS],
+            u32::MAX => Vec::new(),
+            row => {
+                let start = row as usize * LOG_BUCKETS;
+                (start..start + LOG_BUCKETS)
+                    .map(|i| {
+                        u64::from(self.hist[i]) + (self.wraps.get(&i).copied().unwrap_or(0) << 16)
+                    })
+                    .collect()
+            }
         }
     }
 
     #[inline]
     fn add(&mut self, a: u32, b: u32, stamp: u64, gap: i64) {
         let slot = self.slot(a, b);
+        self.add_at(slot, stamp, gap);
+    }
+
+    #[inline(always)]
+    fn add_at(&mut self, slot: usize, stamp: u64, gap: i64) {
         self.count[slot] += 1;
         if self.last_customer[slot] != stamp {
             self.last_customer[slot] = stamp;
             self.customers[slot] += 1;
         }
         self.sum[slot] += i128::from(gap);
-        self.hist_mut(slot)[log_bucket(gap)] += 1;
+        let i = self.hist_start(slot) + log_bucket(gap);
+        let c = &mut self.hist[i];
+        *c = c.wrapping_add(1);
+        if *c == 0 {
+            *self.wraps.entry(i).or_default() += 1;
+        }
     }
 
     fn merge(&mut self, other: &EdgeTable) {
@@ -203,8 +233,13 @@ impl EdgeTable {
             self.customers[slot] += other.customers[o];
             self.sum[slot] += other.sum[o];
             let theirs = other.hist(o);
-            for (x, y) in self.hist_mut(slot).iter_mut().zip(theirs) {
-                *x += y;
+            if !theirs.is_empty() {
+                let start = self.hist_start(slot);
+                for (b, &n) in theirs.iter().enumerate() {
+                    if n > 0 {
+                        self.hist_add(start + b, n);
+                    }
+                }
             }
         }
     }
@@ -213,7 +248,6 @@ impl EdgeTable {
 /// Pass 1: nodes, starts, ends, and per edge its counters and time histogram.
 struct Partial {
     steps: usize,
-    node_events: Vec<u64>,
     node_customers: Vec<u64>,
     node_last: Vec<u64>,
     starts: Vec<u64>,
@@ -237,7 +271,6 @@ impl Partial {
     fn new(steps: usize) -> Partial {
         Partial {
             steps,
-            node_events: vec![0; steps],
             node_customers: vec![0; steps],
             node_last: vec![0; steps],
             starts: vec![0; steps],
@@ -259,14 +292,11 @@ impl Partial {
             self.last_customer = stamp;
             self.customers += 1;
         }
-        let (node_events, node_last, node_customers) = (
-            &mut self.node_events[..],
-            &mut self.node_last[..],
-            &mut self.node_customers[..],
-        );
+        // A node's events are its starts plus its incoming transitions (summed at the end),
+        // so only distinct customers are counted per event.
+        let (node_last, node_customers) = (&mut self.node_last[..], &mut self.node_customers[..]);
         for &s in steps {
             let s = s as usize;
-            node_events[s] += 1;
             if node_last[s] != stamp {
                 node_last[s] = stamp;
                 node_customers[s] += 1;
@@ -277,16 +307,26 @@ impl Partial {
         let ts = &case.journeys.ts;
         let edges = &mut self.edges;
         let mut prev_ts = ts[case.events[0] as usize];
-        for k in 1..steps.len() {
-            let t = ts[case.events[k] as usize];
-            edges.add(steps[k - 1], steps[k], stamp, t - prev_ts);
-            prev_ts = t;
+        // The dense case gets its own loop: no slot lookup branch per transition.
+        if edges.sparse.is_none() {
+            let n = edges.steps;
+            for k in 1..steps.len() {
+                let t = ts[case.events[k] as usize];
+                let slot = steps[k - 1] as usize * n + steps[k] as usize;
+                edges.add_at(slot, stamp, t - prev_ts);
+                prev_ts = t;
+            }
+        } else {
+            for k in 1..steps.len() {
+                let t = ts[case.events[k] as usize];
+                edges.add(steps[k - 1], steps[k], stamp, t - prev_ts);
+                prev_ts = t;
+            }
         }
     }
 
     fn merge(mut self, other: Partial) -> Partial {
         for s in 0..self.steps {
-            self.node_events[s] += other.node_events[s];
             self.node_customers[s] += other.node_customers[s];
             self.starts[s] += other.starts[s];
             self.ends[s] += other.ends[s];
@@ -310,7 +350,7 @@ impl Partial {
                         count: t.count[slot],
                         customers: t.customers[slot],
                         sum: t.sum[slot],
-                        plan: RankPlan::new(t.hist(slot), &[0.5, 0.9]),
+                        plan: RankPlan::new(&t.hist(slot), &[0.5, 0.9]),
                     },
                 )
             })
@@ -333,22 +373,23 @@ enum EdgeIndex {
     Sparse(HashMap<(u32, u32), u32>),
 }
 
-impl EdgeIndex {
-    #[inline]
-    fn get(&self, a: u32, b: u32) -> usize {
-        match self {
-            EdgeIndex::Dense(v, n) => v[a as usize * n + b as usize] as usize,
-            EdgeIndex::Sparse(m) => m[&(a, b)] as usize,
-        }
-    }
-}
-
 impl Gather<'_> {
     fn add(&mut self, case: &Case<'_>) {
+        // Copy the reference out so the lookups do not borrow `self`.
+        let index: &EdgeIndex = self.index;
+        match index {
+            EdgeIndex::Dense(v, n) => self.keep(case, |a, b| v[a as usize * n + b as usize]),
+            EdgeIndex::Sparse(m) => self.keep(case, |a, b| m[&(a, b)]),
+        }
+    }
+
+    #[inline(always)]
+    fn keep(&mut self, case: &Case<'_>, edge: impl Fn(u32, u32) -> u32) {
         let ts = &case.journeys.ts;
-        for k in 1..case.steps.len() {
-            let e = self.index.get(case.steps[k - 1], case.steps[k]);
-            let gap = ts[case.events[k] as usize] - ts[case.events[k - 1] as usize];
+        let (steps, events) = (case.steps, case.events);
+        for k in 1..steps.len() {
+            let e = edge(steps[k - 1], steps[k]) as usize;
+            let gap = ts[events[k] as usize] - ts[events[k - 1] as usize];
             if self.filters[e].wants(gap) {
                 self.kept[e].push(gap);
             }
@@ -385,22 +426,27 @@ pub fn process_map(
     let n = names.len();
     let partial = prepared.fold_cases(|| Partial::new(n), Partial::add, Partial::merge);
 
-    let mut nodes: Vec<MapNode> = (0..n)
-        .filter(|&s| partial.node_events[s] > 0)
-        .map(|s| MapNode {
-            step: names[s].clone(),
-            events: partial.node_events[s],
-            customers: partial.node_customers[s],
-            starts: partial.starts[s],
-            ends: partial.ends[s],
-        })
-        .collect();
-    nodes.sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.step.cmp(&b.step)));
-
     let totals_base = (partial.events, partial.cases, partial.customers);
     // Exact median and p90 per edge without keeping every transition time: plan from the
     // histograms, then a second pass keeps only the times in the planned buckets.
+    let mut node_events = partial.starts.clone();
+    let node_customers = partial.node_customers.clone();
+    let (starts, ends) = (partial.starts.clone(), partial.ends.clone());
     let edge_list = partial.into_edges();
+    for ((_, b), e) in &edge_list {
+        node_events[*b as usize] += e.count;
+    }
+    let mut nodes: Vec<MapNode> = (0..n)
+        .filter(|&s| node_events[s] > 0)
+        .map(|s| MapNode {
+            step: names[s].clone(),
+            events: node_events[s],
+            customers: node_customers[s],
+            starts: starts[s],
+            ends: ends[s],
+        })
+        .collect();
+    nodes.sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.step.cmp(&b.step)));
     let index = if n <= DENSE_STEPS {
         let mut v = vec![u32::MAX; n * n];
         for (i, ((a, b), _)) in edge_list.iter().enumerate() {
@@ -535,4 +581,30 @@ fn simplify(
 /// Whether `covered` out of `total` reaches `percent` %.
 fn reaches(covered: u64, total: u64, percent: f64) -> bool {
     covered as f64 * 100.0 >= total as f64 * percent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sixteen_bit_histograms_carry_past_65535() {
+        for steps in [3, DENSE_STEPS + 1] {
+            let mut a = EdgeTable::new(steps);
+            let mut b = EdgeTable::new(steps);
+            for i in 0..70_000u64 {
+                a.add(1, 2, i + 1, 5);
+                b.add(1, 2, i + 1, 5);
+            }
+            b.add(2, 1, 1, 1_000_000);
+            a.merge(&b);
+            let slot = a.slot(1, 2);
+            let hist = a.hist(slot);
+            assert_eq!(hist[log_bucket(5)], 140_000, "{steps} steps");
+            assert_eq!(hist.iter().sum::<u64>(), 140_000);
+            assert_eq!(a.count[slot], 140_000);
+            let back = a.slot(2, 1);
+            assert_eq!(a.hist(back)[log_bucket(1_000_000)], 1);
+        }
+    }
 }

@@ -182,9 +182,9 @@ pub struct RankPlan {
 impl RankPlan {
     /// Plans `qs` (at most two quantiles) over a series whose per-bucket counts are `hist`
     /// (length [`LOG_BUCKETS`]).
-    pub fn new(hist: &[u32], qs: &[f64]) -> RankPlan {
+    pub fn new(hist: &[u64], qs: &[f64]) -> RankPlan {
         assert!(qs.len() <= 2, "a rank plan serves at most two quantiles");
-        let n: u64 = hist.iter().map(|&c| u64::from(c)).sum();
+        let n: u64 = hist.iter().sum();
         if n == 0 {
             return RankPlan {
                 buckets: Vec::new(),
@@ -356,7 +356,7 @@ mod tests {
             let v: Vec<i64> = (0..n)
                 .map(|_| (next() % (1 << (next() % 45))) as i64)
                 .collect();
-            let mut hist = vec![0u32; LOG_BUCKETS];
+            let mut hist = vec![0u64; LOG_BUCKETS];
             for &x in &v {
                 hist[log_bucket(x)] += 1;
             }

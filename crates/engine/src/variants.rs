@@ -14,9 +14,13 @@ use crate::EngineError;
 use omnitrail_model::journeys::{Journeys, PropertyColumn, ScanSpec};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// The property holding a case's outcome (DESIGN.md §2 "outcome").
 pub const OUTCOME: &str = "outcome";
+/// Up to this many listed variants, pass 2 finds a case's variant by a linear scan.
+const LINEAR_LOOKUP: usize = 16;
+
 /// Outcome values that count as a success.
 pub const SUCCESS_OUTCOMES: [&str; 2] = ["success", "resolved"];
 
@@ -279,14 +283,23 @@ pub fn variants(
     // Pass 2: case durations of the top variants only, for their medians. Looked up by hash
     // among a handful of sequences, then confirmed by comparing the steps.
     let wanted: Vec<(u64, &[u32])> = top.iter().map(|r| (r.hash, table.seq(r))).collect();
+    let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
+    if wanted.len() > LINEAR_LOOKUP {
+        for (i, &(h, _)) in wanted.iter().enumerate() {
+            by_hash.entry(h).or_default().push(i);
+        }
+    }
     let durations = prepared.fold_cases(
         || vec![Vec::new(); wanted.len()],
         |d, case| {
             let h = hash_seq(case.steps);
-            if let Some(i) = wanted
-                .iter()
-                .position(|&(wh, seq)| wh == h && seq == case.steps)
-            {
+            let hit = |&i: &usize| wanted[i].0 == h && wanted[i].1 == case.steps;
+            let found = if wanted.len() <= LINEAR_LOOKUP {
+                (0..wanted.len()).find(hit)
+            } else {
+                by_hash.get(&h).and_then(|c| c.iter().copied().find(hit))
+            };
+            if let Some(i) = found {
                 d[i].push(case.duration());
             }
         },

@@ -1,21 +1,27 @@
 //! The identity graph: interned identifiers, evidence, potential components and clusters.
 //!
-//! Layout. Identifiers are interned into dense `u32` nodes and evidence into dense `u32`
-//! ids; everything else is a column indexed by them, so the graph holds millions of each
-//! without a per-item allocation. Two union-finds run over the nodes:
+//! Layout. Identifiers are interned into dense `u32` node ids and evidence into dense `u32`
+//! evidence ids, each a fixed-size record in one vector (a [`Node`] is one cache line, an
+//! [`Ev`] half of one), with identifier values, evidence identifier lists and event
+//! references in flat side vectors: millions of each, without a per-item allocation.
+//! Hash indexes of ids find identifiers, identifier sets and keys. Two union-finds run over
+//! the nodes:
 //!
-//! - *potential components* (`p*` columns) join the linkable identifiers of every evidence,
+//! - *potential components* (`Node::p*`) join the linkable identifiers of every evidence,
 //!   accepted, refused or revoked. They never split, so after an unmerge they are a superset
 //!   of the true component; replaying a superset gives the same clusters, because evidence
 //!   only ever looks at the clusters of its own identifiers. Each component keeps a circular
 //!   list of its nodes and of its evidence, and its canonically last applied evidence.
-//! - *clusters* (`c*` columns) join only accepted links. A component's clusters are rebuilt
+//! - *clusters* (`Node::c*`) join only accepted links. A component's clusters are rebuilt
 //!   from scratch by replaying its evidence in canonical order; evidence that sorts after
 //!   everything already applied in its component is simply applied on top, which is the same.
+//!
+//! Evidence with fewer than two linkable identifiers never links anything and its outcome
+//! does not depend on order: it is applied once and never replayed.
 
 use crate::guardrails::{Blocklist, Guardrails};
 use crate::index::{hash_identifier, hash_nodes, mix, IdIndex, NONE};
-use crate::snapshot::{Snapshot, SnapshotData, SnapshotEvidence};
+use crate::snapshot::{Snapshot, SnapshotData, SnapshotEvidence, SnapshotIdentifiers};
 use crate::types::{
     Changed, Cluster, ClusterEvidence, Decision, Evidence, EvidenceId, GraphStats, IdentityError,
     Observed, ObservedBatch, Persisted, Refusal, RefusalReason, Remap, Source,
@@ -49,7 +55,7 @@ impl Hasher for IdHasher {
 
 type RefusalMap = HashMap<u32, Vec<NodeRefusal>, BuildHasherDefault<IdHasher>>;
 
-/// `node_key` / `cmin` value of a node or cluster without a write-time key.
+/// `Node::key` / `Node::cmin` of a node or cluster without a write-time key.
 const NO_KEY: u64 = u64::MAX;
 
 const META_SOURCE: u8 = 0b0011;
@@ -161,7 +167,8 @@ struct Node {
     kmask: u8,
 }
 
-/// One bit per built-in kind, and one shared by all social and custom kinds.
+/// One bit for each of the first seven kinds registered (the six built-in ones come first),
+/// and one shared by all later kinds.
 fn kind_bit(kind: u32) -> u8 {
     1 << kind.min(7)
 }
@@ -242,6 +249,9 @@ impl Tracker {
 }
 
 /// A pure, deterministic identity graph; see the crate documentation for the model.
+///
+/// Identifiers, evidence and identifier references are numbered with `u32`: a graph holds
+/// at most 2³²−2 of each, and panics past that.
 #[derive(Clone)]
 pub struct IdentityGraph {
     guardrails: Guardrails,
@@ -813,8 +823,8 @@ impl IdentityGraph {
 
     /// Applies one evidence on top of the current clusters: link its identifiers in link
     /// order into the cluster of the first, refusing what breaks a guardrail.
-    fn apply(&mut self, x: u32, mut track: Option<&mut Tracker>) {
-        self.apply_fresh(x, track.as_deref_mut(), false);
+    fn apply(&mut self, x: u32, track: Option<&mut Tracker>) {
+        self.apply_fresh(x, track, false);
     }
 
     /// `cleared`: the caller already removed the evidence's old refusals (replays do, for
@@ -998,7 +1008,7 @@ impl IdentityGraph {
 
     /// Rebuilds the clusters of the potential component rooted at `root` by replaying its
     /// live evidence in canonical order.
-    fn replay(&mut self, root: u32, mut track: Option<&mut Tracker>) {
+    fn replay(&mut self, root: u32, track: Option<&mut Tracker>) {
         let mut nodes = std::mem::take(&mut self.scratch.nodes);
         let mut evs = std::mem::take(&mut self.scratch.evs);
         let mut before = std::mem::take(&mut self.scratch.before);
@@ -1057,7 +1067,7 @@ impl IdentityGraph {
             self.apply_fresh(x, None, true);
         }
         self.node_mut(root).plast = evs.last().copied().unwrap_or(NONE);
-        if let Some(t) = track.as_deref_mut() {
+        if let Some(t) = track {
             for (&n, &b) in nodes.iter().zip(&before) {
                 let a = self.canonical(n);
                 if a != b {
@@ -1136,9 +1146,6 @@ impl IdentityGraph {
     /// Adds one evidence and applies it. Observing the same identifier set again returns
     /// the existing evidence, keeping the earliest origin (time, source, event reference).
     /// An identifier set that was revoked stays revoked.
-    ///
-    /// # Panics
-    /// Past 2³²−1 identifiers or pieces of evidence (the graph's dense ids are `u32`).
     pub fn observe(&mut self, e: Evidence) -> Observed {
         let mut t = self.begin();
         let (x, is_new, settle) = self.insert(e, &mut t);
@@ -1220,19 +1227,26 @@ impl IdentityGraph {
         if key.0 == NO_KEY {
             return Err(IdentityError::ReservedKey(key));
         }
+        // The identifier was usually just observed, so its own node is the cheap check.
+        let existing = self.node_of(id);
+        if existing.is_some_and(|n| self.node(n).key == key.0) {
+            return Ok(Changed::default());
+        }
         let hash = mix(key.0);
         if let Some(owner) = self.key_index.find(hash, |m| self.node(m).key == key.0) {
-            if self.kind_of(owner).kind == id.kind && self.value(owner) == id.value {
-                return Ok(Changed::default());
-            }
             return Err(IdentityError::KeyTaken {
                 key,
                 owner: self.identifier(owner),
                 identifier: id.clone(),
             });
         }
-        let kind = self.kind_id(&id.kind);
-        let n = self.intern(kind, &id.value);
+        let n = match existing {
+            Some(n) => n,
+            None => {
+                let kind = self.kind_id(&id.kind);
+                self.intern(kind, &id.value)
+            }
+        };
         if self.node(n).key != NO_KEY {
             return Ok(Changed::default());
         }
@@ -1646,24 +1660,40 @@ impl IdentityGraph {
     /// Everything needed to rebuild the graph, independent of the guardrails: identifiers,
     /// evidence with revoked flags, and keys.
     pub fn snapshot(&self) -> Snapshot {
-        let evidence = (0..self.evs.len() as u32)
-            .map(|x| SnapshotEvidence {
-                source: self.source(x),
-                at: Timestamp::from_micros(self.ev(x).at),
-                event: self.event(x).map(Text::from),
-                identifiers: self.ev_list(x).to_vec(),
-                revoked: self.revoked(x),
-            })
-            .collect();
+        let mut evidence = SnapshotEvidence::default();
+        let n = self.evs.len();
+        evidence.source.reserve_exact(n);
+        evidence.at.reserve_exact(n);
+        evidence.event.reserve_exact(n);
+        evidence.len.reserve_exact(n);
+        evidence.identifiers.reserve_exact(self.ev_nodes.len());
+        for x in 0..n as u32 {
+            evidence.push(
+                self.source(x),
+                Timestamp::from_micros(self.ev(x).at),
+                self.event(x).map(Text::from),
+                self.ev_list(x),
+            );
+            if self.revoked(x) {
+                evidence.revoked.push(u64::from(x));
+            }
+        }
         let mut keys: Vec<(u32, CustomerId)> = (0..self.nodes.len() as u32)
             .filter(|&n| self.node(n).key != NO_KEY)
             .map(|n| (n, CustomerId(self.node(n).key)))
             .collect();
         keys.sort_unstable_by_key(|&(_, k)| k);
+        let mut identifiers = SnapshotIdentifiers {
+            kinds: self.kinds.iter().map(|k| k.kind.clone()).collect(),
+            ..SnapshotIdentifiers::default()
+        };
+        identifiers.kind.reserve_exact(self.nodes.len());
+        identifiers.value.reserve_exact(self.nodes.len());
+        for (kind, value) in &self.values {
+            identifiers.push(*kind, value.clone());
+        }
         Snapshot::from_data(SnapshotData {
-            identifiers: (0..self.nodes.len() as u32)
-                .map(|n| self.identifier(n))
-                .collect(),
+            identifiers,
             evidence,
             keys,
         })
@@ -1679,44 +1709,44 @@ impl IdentityGraph {
         } = snapshot.into_data();
         let mut g = IdentityGraph::new(guardrails);
         g.node_index = IdIndex::with_capacity(identifiers.len());
-        g.ev_index = IdIndex::with_capacity(evidence.len());
+        g.ev_index = IdIndex::with_capacity(evidence.count());
         g.key_index = IdIndex::with_capacity(keys.len());
         g.nodes.reserve_exact(identifiers.len());
         g.values.reserve_exact(identifiers.len());
-        g.evs.reserve_exact(evidence.len());
-        g.ev_nodes
-            .reserve_exact(evidence.iter().map(|e| e.identifiers.len()).sum());
+        g.evs.reserve_exact(evidence.count());
+        g.ev_nodes.reserve_exact(evidence.identifiers.len());
 
+        let kinds: Vec<u32> = identifiers.kinds.iter().map(|k| g.kind_id(k)).collect();
         let map: Vec<u32> = identifiers
+            .kind
             .iter()
-            .map(|id| {
-                let k = g.kind_id(&id.kind);
-                g.intern(k, &id.value)
-            })
+            .zip(&identifiers.value)
+            .map(|(&k, value)| g.intern(kinds[k as usize], value))
             .collect();
         drop(identifiers);
         let mut list = Vec::new();
-        for row in evidence {
+        let mut refs = evidence.identifiers.iter();
+        let mut revoked = evidence.revoked.iter().peekable();
+        for (x, &len) in evidence.len.iter().enumerate() {
             list.clear();
-            // Snapshot validation guarantees the indices are in range.
-            list.extend(row.identifiers.iter().map(|&i| map[i as usize]));
+            // Snapshot validation guarantees the lengths and indices are in range.
+            list.extend(refs.by_ref().take(len as usize).map(|&i| map[i as usize]));
             if !list.is_sorted_by(|&a, &b| g.node_cmp(a, b) == Ordering::Less) {
                 list.sort_unstable_by(|&a, &b| g.node_cmp(a, b));
                 list.dedup();
             }
             let hash = hash_nodes(&list);
             let indexed = g.find_evidence(hash, &list).is_none();
-            let meta = if row.revoked { META_REVOKED } else { 0 };
-            g.push_evidence(
-                hash,
-                &list,
-                row.source,
-                row.at,
-                row.event.as_deref(),
-                meta,
-                indexed,
-            );
+            let meta = if revoked.next_if_eq(&&(x as u64)).is_some() {
+                META_REVOKED
+            } else {
+                0
+            };
+            let event = evidence.event[x].as_deref();
+            let (source, at) = (evidence.source[x], evidence.at[x]);
+            g.push_evidence(hash, &list, source, at, event, meta, indexed);
         }
+        drop(evidence);
         for (i, key) in keys {
             let n = map[i as usize];
             let hash = mix(key.0);

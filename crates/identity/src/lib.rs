@@ -59,6 +59,19 @@
 //! guardrails-independent [`Snapshot`]; a snapshot plus the records logged since
 //! ([`Snapshot::apply`]) restores the graph with [`IdentityGraph::restore`], under the same
 //! or changed guardrails.
+//!
+//! # Cost
+//!
+//! Identifiers are interned into `u32` ids; a node is one 64-byte record, an evidence a
+//! 32-byte one, with values, identifier lists and event references in flat arenas — about
+//! 750 MB for 5M evidence over 3.5M identifiers (`examples/scale.rs`). Evidence that arrives
+//! in time order, or that carries fewer than two usable identifiers, is applied in O(its
+//! clusters' size). Evidence arriving before what its component already holds costs a replay
+//! of that component; for bulk loads out of time order use
+//! [`IdentityGraph::observe_batch`] (one replay per component per batch) or build a
+//! [`Snapshot`] and [`IdentityGraph::restore`] it (one canonical pass over everything).
+//! Junk values that are not blocklisted tie many people into one large component and make
+//! such replays expensive: extend the blocklist rather than raise limits.
 
 mod graph;
 mod guardrails;

@@ -1,7 +1,7 @@
 //! The persistence seam: a serializable, guardrails-independent image of the graph.
 
 use crate::types::{EvidenceId, IdentityError, IdentityLog, Persisted, Source};
-use omnitrail_model::{CustomerId, Identifier, Text, Timestamp};
+use omnitrail_model::{CustomerId, Identifier, IdentifierKind, Text, Timestamp};
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::HashMap;
 
@@ -29,21 +29,75 @@ struct Lookup {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SnapshotData {
-    pub(crate) identifiers: Vec<Identifier>,
-    pub(crate) evidence: Vec<SnapshotEvidence>,
+    pub(crate) identifiers: SnapshotIdentifiers,
+    pub(crate) evidence: SnapshotEvidence,
     /// (index into `identifiers`, key).
     pub(crate) keys: Vec<(u32, CustomerId)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Identifiers in columns: a small table of kinds, and per identifier its kind's index and
+/// its value (inline when short), so that millions decode without parsing or allocating.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SnapshotIdentifiers {
+    pub(crate) kinds: Vec<IdentifierKind>,
+    pub(crate) kind: Vec<u32>,
+    pub(crate) value: Vec<Text>,
+}
+
+impl SnapshotIdentifiers {
+    pub(crate) fn len(&self) -> usize {
+        self.kind.len()
+    }
+
+    pub(crate) fn get(&self, i: u32) -> Identifier {
+        Identifier {
+            kind: self.kinds[self.kind[i as usize] as usize].clone(),
+            value: self.value[i as usize].to_string(),
+        }
+    }
+
+    /// Appends an identifier whose kind is `kinds[kind]`.
+    pub(crate) fn push(&mut self, kind: u32, value: Text) {
+        self.kind.push(kind);
+        self.value.push(value);
+    }
+}
+
+/// Evidence in columns, one entry per evidence in id order: millions of rows decode and
+/// drop without an allocation each.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SnapshotEvidence {
-    pub(crate) source: Source,
-    pub(crate) at: Timestamp,
-    pub(crate) event: Option<Text>,
-    /// Indices into `identifiers`.
+    pub(crate) source: Vec<Source>,
+    pub(crate) at: Vec<Timestamp>,
+    pub(crate) event: Vec<Option<Text>>,
+    /// How many identifiers each evidence has; they follow one another in `identifiers`.
+    pub(crate) len: Vec<u32>,
+    /// Indices into the snapshot's identifiers.
     pub(crate) identifiers: Vec<u32>,
-    pub(crate) revoked: bool,
+    /// Ids of revoked evidence, ascending.
+    pub(crate) revoked: Vec<u64>,
+}
+
+impl SnapshotEvidence {
+    pub(crate) fn count(&self) -> usize {
+        self.len.len()
+    }
+
+    pub(crate) fn push(
+        &mut self,
+        source: Source,
+        at: Timestamp,
+        event: Option<Text>,
+        identifiers: &[u32],
+    ) {
+        self.source.push(source);
+        self.at.push(at);
+        self.event.push(event);
+        self.len.push(identifiers.len() as u32);
+        self.identifiers.extend_from_slice(identifiers);
+    }
 }
 
 impl Serialize for Snapshot {
@@ -64,15 +118,59 @@ impl TryFrom<SnapshotData> for Snapshot {
     type Error = IdentityError;
 
     fn try_from(data: SnapshotData) -> Result<Self, IdentityError> {
-        let len = data.identifiers.len() as u64;
-        for (x, e) in data.evidence.iter().enumerate() {
-            if let Some(&i) = e.identifiers.iter().find(|&&i| u64::from(i) >= len) {
+        let ids = &data.identifiers;
+        let len = ids.len() as u64;
+        if ids.value.len() != ids.len() {
+            return Err(IdentityError::SnapshotShape(format!(
+                "the identifier columns differ in length (kind {}, value {})",
+                ids.kind.len(),
+                ids.value.len()
+            )));
+        }
+        if let Some(&k) = ids.kind.iter().find(|&&k| k as usize >= ids.kinds.len()) {
+            return Err(IdentityError::SnapshotShape(format!(
+                "an identifier has kind #{k}, but the snapshot lists only {} kinds",
+                ids.kinds.len()
+            )));
+        }
+        let e = &data.evidence;
+        let count = e.count();
+        let shape = |what: String| Err(IdentityError::SnapshotShape(what));
+        if e.source.len() != count || e.at.len() != count || e.event.len() != count {
+            return shape(format!(
+                "the evidence columns differ in length (source {}, at {}, event {}, len {count})",
+                e.source.len(),
+                e.at.len(),
+                e.event.len()
+            ));
+        }
+        let referenced: u64 = e.len.iter().map(|&l| u64::from(l)).sum();
+        if referenced != e.identifiers.len() as u64 {
+            return shape(format!(
+                "the evidence lengths add up to {referenced} identifier references, but {} are listed",
+                e.identifiers.len()
+            ));
+        }
+        let mut at = 0usize;
+        for (x, &l) in e.len.iter().enumerate() {
+            let refs = &e.identifiers[at..at + l as usize];
+            at += l as usize;
+            if let Some(&i) = refs.iter().find(|&&i| u64::from(i) >= len) {
                 return Err(IdentityError::SnapshotIdentifier {
                     what: format!("evidence {}", EvidenceId(x as u64)),
                     index: u64::from(i),
                     len,
                 });
             }
+        }
+        if !e.revoked.is_sorted_by(|a, b| a < b) {
+            return shape("the revoked evidence ids are not strictly ascending".into());
+        }
+        if let Some(&r) = e.revoked.last().filter(|&&r| r >= count as u64) {
+            return Err(IdentityError::UnknownEvidence {
+                id: EvidenceId(r),
+                len: count as u64,
+            });
         }
         let mut owners: HashMap<CustomerId, u32> = HashMap::with_capacity(data.keys.len());
         for &(i, key) in &data.keys {
@@ -87,11 +185,12 @@ impl TryFrom<SnapshotData> for Snapshot {
                 return Err(IdentityError::ReservedKey(key));
             }
             if let Some(&first) = owners.get(&key) {
-                if data.identifiers[first as usize] != data.identifiers[i as usize] {
+                let (a, b) = (ids.get(first), ids.get(i));
+                if a != b {
                     return Err(IdentityError::SnapshotDuplicateKey {
                         key,
-                        first: data.identifiers[first as usize].clone(),
-                        second: data.identifiers[i as usize].clone(),
+                        first: a,
+                        second: b,
                     });
                 }
             }
@@ -116,7 +215,7 @@ impl Snapshot {
     }
 
     pub fn evidence_len(&self) -> u64 {
-        self.data.evidence.len() as u64
+        self.data.evidence.count() as u64
     }
 
     pub fn identifier_len(&self) -> u64 {
@@ -133,8 +232,8 @@ impl Snapshot {
                 keys.entry(key).or_insert(i);
             }
             let mut identifiers = HashMap::with_capacity(data.identifiers.len());
-            for (i, id) in data.identifiers.iter().enumerate() {
-                identifiers.entry(id.clone()).or_insert(i as u32);
+            for i in 0..data.identifiers.len() as u32 {
+                identifiers.entry(data.identifiers.get(i)).or_insert(i);
             }
             Lookup {
                 identifiers,
@@ -149,19 +248,30 @@ impl Snapshot {
             return i;
         }
         let i = self.data.identifiers.len() as u32;
-        self.data.identifiers.push(id.clone());
+        let ids = &mut self.data.identifiers;
+        let kind = match ids.kinds.iter().position(|k| *k == id.kind) {
+            Some(k) => k as u32,
+            None => {
+                ids.kinds.push(id.kind.clone());
+                ids.kinds.len() as u32 - 1
+            }
+        };
+        ids.push(kind, Text::from(id.value.as_str()));
         let lookup = self.lookup();
         lookup.identifiers.insert(id.clone(), i);
         lookup.keyed.push(false);
         i
     }
 
-    fn evidence_mut(&mut self, id: EvidenceId) -> Result<&mut SnapshotEvidence, IdentityError> {
-        let len = self.data.evidence.len() as u64;
-        usize::try_from(id.0)
-            .ok()
-            .and_then(|i| self.data.evidence.get_mut(i))
-            .ok_or(IdentityError::UnknownEvidence { id, len })
+    fn evidence_index(&self, id: EvidenceId) -> Result<usize, IdentityError> {
+        let len = self.data.evidence.count();
+        match usize::try_from(id.0) {
+            Ok(i) if i < len => Ok(i),
+            _ => Err(IdentityError::UnknownEvidence {
+                id,
+                len: len as u64,
+            }),
+        }
     }
 
     /// Folds one persisted change into the snapshot, as the graph applied it.
@@ -172,23 +282,21 @@ impl Snapshot {
     pub fn apply(&mut self, change: &Persisted) -> Result<(), IdentityError> {
         match change {
             Persisted::Evidence { id, evidence } => {
-                let expected = EvidenceId(self.data.evidence.len() as u64);
+                let expected = EvidenceId(self.data.evidence.count() as u64);
                 if *id != expected {
                     return Err(IdentityError::OutOfSequence { got: *id, expected });
                 }
-                let mut identifiers: Vec<u32> = evidence
+                let identifiers: Vec<u32> = evidence
                     .identifiers
                     .iter()
                     .map(|i| self.identifier_index(i))
                     .collect();
-                identifiers.dedup();
-                self.data.evidence.push(SnapshotEvidence {
-                    source: evidence.source,
-                    at: evidence.at,
-                    event: evidence.event.as_deref().map(Text::from),
-                    identifiers,
-                    revoked: false,
-                });
+                self.data.evidence.push(
+                    evidence.source,
+                    evidence.at,
+                    evidence.event.as_deref().map(Text::from),
+                    &identifiers,
+                );
             }
             Persisted::Earlier {
                 id,
@@ -196,12 +304,19 @@ impl Snapshot {
                 at,
                 event,
             } => {
-                let e = self.evidence_mut(*id)?;
-                e.source = *source;
-                e.at = *at;
-                e.event = event.as_deref().map(Text::from);
+                let i = self.evidence_index(*id)?;
+                let e = &mut self.data.evidence;
+                e.source[i] = *source;
+                e.at[i] = *at;
+                e.event[i] = event.as_deref().map(Text::from);
             }
-            Persisted::Revoked { id } => self.evidence_mut(*id)?.revoked = true,
+            Persisted::Revoked { id } => {
+                self.evidence_index(*id)?;
+                let revoked = &mut self.data.evidence.revoked;
+                if let Err(at) = revoked.binary_search(&id.0) {
+                    revoked.insert(at, id.0);
+                }
+            }
             Persisted::Key { identifier, key } => {
                 if key.0 == u64::MAX {
                     return Err(IdentityError::ReservedKey(*key));
@@ -213,7 +328,7 @@ impl Snapshot {
                     Some(&owner) => {
                         return Err(IdentityError::KeyTaken {
                             key: *key,
-                            owner: self.data.identifiers[owner as usize].clone(),
+                            owner: self.data.identifiers.get(owner),
                             identifier: identifier.clone(),
                         })
                     }

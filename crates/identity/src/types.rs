@@ -289,6 +289,8 @@ pub enum IdentityError {
     ReservedKey(CustomerId),
     #[error("snapshot {what} refers to identifier #{index}, but the snapshot lists only {len} identifiers")]
     SnapshotIdentifier { what: String, index: u64, len: u64 },
+    #[error("snapshot is malformed: {0}")]
+    SnapshotShape(String),
     #[error("snapshot assigns customer key {key} to both {first} and {second}")]
     SnapshotDuplicateKey {
         key: CustomerId,

@@ -376,6 +376,10 @@ fn canonical_id_is_smallest_key_and_survives_merge() {
         g.set_key(&id("email", "other@x.com"), CustomerId(5)),
         Err(IdentityError::KeyTaken { .. })
     ));
+    assert!(
+        g.lookup(None, "other@x.com").is_empty(),
+        "a refused key adds no identifier"
+    );
 
     // Unmerging b gives a its own id back, and the others keep 5 (the smallest left).
     let split = g.unmerge(&b).unwrap();
@@ -437,6 +441,10 @@ fn duplicate_sets_are_one_evidence_with_the_earliest_origin() {
     g.observe(ev(5, "again", &ids));
     assert_eq!(g.evidence(first.evidence).unwrap().1, Decision::Revoked);
     assert_eq!(g.clusters().len(), 2);
+    // Evidence without identifiers links nothing and is still one evidence.
+    let empty = g.observe(ev(0, "none", &[]));
+    assert_eq!(g.evidence(empty.evidence).unwrap().1, Decision::Single);
+    assert_eq!(g.observe(ev(9, "none", &[])).evidence, empty.evidence);
 }
 
 #[test]
@@ -679,23 +687,48 @@ fn snapshot_restore_round_trips() {
 
 #[test]
 fn invalid_snapshots_are_rejected_with_the_reference_named() {
-    let bad = r#"{"identifiers":[{"kind":"email","value":"a@x.com"}],
-        "evidence":[{"source":"event","at":0,"event":null,"identifiers":[0,3],"revoked":false}],
-        "keys":[]}"#;
-    let err = serde_json::from_str::<Snapshot>(bad)
-        .unwrap_err()
-        .to_string();
+    let parse = |json: &str| {
+        serde_json::from_str::<Snapshot>(json)
+            .unwrap_err()
+            .to_string()
+    };
+    let one_email =
+        r#""identifiers":{"kinds":["email"],"kind":[0,0],"value":["a@x.com","b@x.com"]}"#;
+    let err = parse(&format!(
+        r#"{{{one_email}, "keys":[], "evidence":{{"source":["event"],"at":[0],"event":[null],
+            "len":[2],"identifiers":[0,3],"revoked":[]}}}}"#
+    ));
     assert!(
-        err.contains("snapshot evidence e0 refers to identifier #3, but the snapshot lists only 1 identifiers"),
+        err.contains("snapshot evidence e0 refers to identifier #3, but the snapshot lists only 2 identifiers"),
         "{err}"
     );
-    let dup = r#"{"identifiers":[{"kind":"email","value":"a@x.com"},{"kind":"email","value":"b@x.com"}],
-        "evidence":[], "keys":[[0,7],[1,7]]}"#;
-    let err = serde_json::from_str::<Snapshot>(dup)
-        .unwrap_err()
-        .to_string();
+    let err = parse(&format!(
+        r#"{{{one_email}, "keys":[], "evidence":{{"source":["event"],"at":[0],"event":[null],
+            "len":[3],"identifiers":[0,1],"revoked":[]}}}}"#
+    ));
+    assert!(
+        err.contains("snapshot is malformed: the evidence lengths add up to 3 identifier references, but 2 are listed"),
+        "{err}"
+    );
+    let err = parse(&format!(
+        r#"{{{one_email}, "keys":[], "evidence":{{"source":["event"],"at":[0],"event":[null],
+            "len":[1],"identifiers":[0],"revoked":[4]}}}}"#
+    ));
+    assert!(err.contains("evidence e4 does not exist"), "{err}");
+    let err = parse(&format!(
+        r#"{{{one_email}, "keys":[[0,7],[1,7]], "evidence":{{"source":[],"at":[],"event":[],
+            "len":[],"identifiers":[],"revoked":[]}}}}"#
+    ));
     assert!(
         err.contains("assigns customer key c7 to both email:a@x.com and email:b@x.com"),
+        "{err}"
+    );
+    let err = parse(
+        r#"{"identifiers":{"kinds":["email"],"kind":[1],"value":["a@x.com"]}, "keys":[],
+            "evidence":{"source":[],"at":[],"event":[],"len":[],"identifiers":[],"revoked":[]}}"#,
+    );
+    assert!(
+        err.contains("an identifier has kind #1, but the snapshot lists only 1 kinds"),
         "{err}"
     );
 

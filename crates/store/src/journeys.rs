@@ -179,9 +179,18 @@ impl JourneysBuilder {
                 }
             }
             if !self.traits.is_empty() {
+                // Each row's object is parsed once for every trait asked for.
                 let json = column(batch, segment::COL_TRAITS, path)?.as_string::<i32>();
-                for (name, codes, dict) in &mut self.traits {
-                    push_json_field(json, name, codes, dict);
+                for i in 0..json.len() {
+                    let object = (!json.is_null(i))
+                        .then(|| serde_json::from_str::<serde_json::Value>(json.value(i)).ok())
+                        .flatten();
+                    for (name, codes, dict) in &mut self.traits {
+                        codes.push(json_code(
+                            object.as_ref().and_then(|o| o.get(name.as_str())),
+                            dict,
+                        ));
+                    }
                 }
             }
             Ok(())
@@ -254,23 +263,24 @@ fn push_json_field(
     dict: &mut Dictionary,
 ) {
     for i in 0..json.len() {
-        let v = if json.is_null(i) {
-            None
-        } else {
-            serde_json::from_str::<serde_json::Value>(json.value(i))
-                .ok()
-                .and_then(|o| o.get(name).cloned())
-        };
-        codes.push(match v {
-            None | Some(serde_json::Value::Null) => 0,
-            Some(serde_json::Value::String(s)) => dict.code(&s) + 1,
-            // Spell numbers as the log tail does (`Value`'s Display: 3, not JSON's 3.0), so
-            // compaction does not change what a journey shows.
-            Some(serde_json::Value::Number(n)) => {
-                let v = Value::Num(n.as_f64().unwrap_or(f64::NAN));
-                dict.code(&v.to_string()) + 1
-            }
-            Some(other) => dict.code(&other.to_string()) + 1,
-        });
+        let object = (!json.is_null(i))
+            .then(|| serde_json::from_str::<serde_json::Value>(json.value(i)).ok())
+            .flatten();
+        codes.push(json_code(object.as_ref().and_then(|o| o.get(name)), dict));
+    }
+}
+
+/// A JSON value as a text code: 0 when absent or null.
+fn json_code(v: Option<&serde_json::Value>, dict: &mut Dictionary) -> u32 {
+    match v {
+        None | Some(serde_json::Value::Null) => 0,
+        Some(serde_json::Value::String(s)) => dict.code(s) + 1,
+        // Spell numbers as the log tail does (`Value`'s Display: 3, not JSON's 3.0), so
+        // compaction does not change what a journey shows.
+        Some(serde_json::Value::Number(n)) => {
+            let v = Value::Num(n.as_f64().unwrap_or(f64::NAN));
+            dict.code(&v.to_string()) + 1
+        }
+        Some(other) => dict.code(&other.to_string()) + 1,
     }
 }

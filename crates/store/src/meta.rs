@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
 pub const META_FILE: &str = "meta.sqlite";
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 pub struct Meta {
     conn: Connection,
@@ -165,6 +165,18 @@ impl Meta {
             )
             .map_err(sql)?;
         }
+        if version < 3 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE settings (
+                   key TEXT PRIMARY KEY,
+                   value TEXT NOT NULL
+                 ) WITHOUT ROWID;
+                 PRAGMA user_version = 3;
+                 COMMIT;",
+            )
+            .map_err(sql)?;
+        }
         Ok(Meta { conn })
     }
 
@@ -312,6 +324,26 @@ impl Meta {
             })
             .map_err(sql)?;
         rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    /// A setting the data dir was created with, e.g. how it keys events.
+    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql)
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .map_err(sql)?;
+        Ok(())
     }
 
     /// Inserts or replaces evidence rows and key rows in one transaction.
