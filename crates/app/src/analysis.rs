@@ -147,7 +147,7 @@ impl App {
         spec.traits.sort();
         spec.traits.dedup();
         let partitions = self.journeys(project, &spec)?;
-        let stages = self.stages(&partitions)?;
+        let stages = self.stages()?;
         Ok(AnalysisInput {
             partitions,
             stages,
@@ -157,15 +157,11 @@ impl App {
 
     /// The configured stages, with every activity of `partitions` that the configuration
     /// maps to a stage assigned to it.
-    pub fn stages(&self, partitions: &[Arc<Journeys>]) -> Result<Stages, AnalysisError> {
+    pub fn stages(&self) -> Result<Stages, AnalysisError> {
         let config = self.config();
         let mut stages = Stages::new(config.stages.clone());
-        for j in partitions {
-            for activity in &j.activities.values {
-                if let Some(stage) = config.stage_of(activity) {
-                    stages.assign(activity, stage)?;
-                }
-            }
+        for (activity, stage) in config.stage_mapping() {
+            stages.assign(activity, stage)?;
         }
         Ok(stages)
     }

@@ -89,6 +89,17 @@ impl Config {
         Ok(config)
     }
 
+    /// Every mapped activity with its stage, sorted by activity.
+    pub fn stage_mapping(&self) -> Vec<(&str, &str)> {
+        let mut v: Vec<(&str, &str)> = self
+            .stage_of
+            .iter()
+            .map(|(a, &i)| (a.as_str(), self.stages[i].as_str()))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     pub fn stage_of(&self, activity: &str) -> Option<&str> {
         self.stage_of
             .get(activity)

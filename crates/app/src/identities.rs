@@ -67,6 +67,23 @@ fn corrupt(id: u64, reason: impl std::fmt::Display) -> AppError {
     ))
 }
 
+/// A stored `kind:value`: the value is in normal form already, so it is not normalized
+/// again (which would cost more than everything else of loading).
+fn parse_stored(text: &str) -> Result<Identifier, omnitrail_model::IdentifierError> {
+    let bad = || omnitrail_model::IdentifierError::BadKind(text.to_string());
+    let (kind, value) = match text.strip_prefix("social:") {
+        Some(rest) => {
+            let (network, value) = rest.split_once(':').ok_or_else(bad)?;
+            (&text[..7 + network.len()], value)
+        }
+        None => text.split_once(':').ok_or_else(bad)?,
+    };
+    Ok(Identifier {
+        kind: omnitrail_model::IdentifierKind::parse(kind)?,
+        value: value.to_string(),
+    })
+}
+
 /// How an event is referred to in evidence: its id, or what and when.
 fn event_ref(e: &Event) -> String {
     match &e.event_id {
@@ -187,7 +204,7 @@ impl Identities {
                     serde_json::from_str(&r.identifiers).map_err(|e| corrupt(r.id, e))?;
                 let identifiers = ids
                     .iter()
-                    .map(|s| Identifier::parse_qualified(s))
+                    .map(|s| parse_stored(s))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| corrupt(r.id, e))?;
                 let id = EvidenceId(r.id);
@@ -210,7 +227,7 @@ impl Identities {
                 snapshot.apply(&Persisted::Revoked { id }).map_err(bad)?;
             }
             for (identifier, key) in keys {
-                let identifier = Identifier::parse_qualified(&identifier).map_err(|e| {
+                let identifier = parse_stored(&identifier).map_err(|e| {
                     AppError::Identity(format!("identity key of '{identifier}': {e}"))
                 })?;
                 snapshot
@@ -287,7 +304,8 @@ impl Identities {
         // Most events repeat an identifier set seen before: keep each set's earliest event
         // of the batch (what the graph would keep) and hand the graph only those.
         let mut earliest: HashMap<&[Identifier], &Event> = HashMap::new();
-        for e in events {
+        // One identifier links nothing; its node comes with its key (`set_keys`).
+        for e in events.iter().filter(|e| e.identifiers.len() > 1) {
             earliest
                 .entry(e.identifiers.as_slice())
                 .and_modify(|first| {
@@ -501,5 +519,27 @@ impl Identities {
         drop(graphs);
         self.changed();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_stored;
+    use omnitrail_model::Identifier;
+
+    #[test]
+    fn stored_identifiers_read_back_as_written() {
+        for text in [
+            "email:ana@example.com",
+            "phone:+15551234567",
+            "social:twitter:ana_b",
+            "loyalty_card:x:1",
+        ] {
+            let id = parse_stored(text).unwrap();
+            assert_eq!(id.to_string(), text);
+            assert_eq!(Identifier::parse_qualified(text).unwrap(), id);
+        }
+        assert!(parse_stored("no-kind").is_err());
+        assert!(parse_stored("social:twitter").is_err());
     }
 }

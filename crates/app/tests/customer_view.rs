@@ -451,13 +451,13 @@ fn an_alias_call_links_two_identities_without_an_event() {
             vec![
                 ev(
                     "2026-11-01T10:00:00Z",
-                    &[anon.clone()],
+                    std::slice::from_ref(&anon),
                     Channel::Web,
                     "page_viewed",
                 ),
                 ev(
                     "2026-11-01T10:05:00Z",
-                    &[user.clone()],
+                    std::slice::from_ref(&user),
                     Channel::MobileApp,
                     "login",
                 ),
@@ -480,4 +480,34 @@ fn an_alias_call_links_two_identities_without_an_event() {
     }
     let app = open(dir.path(), "2026-11-21T09:00:00Z");
     assert_eq!(view(&app, "user_id:u-1").events, 2, "the alias is durable");
+}
+
+#[test]
+fn keys_lost_in_a_crash_are_recovered_from_the_store_on_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let app = open(dir.path(), "2026-11-21T09:00:00Z");
+        ingest(&app, ana());
+        app.compact().expect("compact");
+    }
+    // As if the process died after the store acknowledged the events but before their
+    // keys reached the metadata database, and a compaction ran in between.
+    let db = rusqlite::Connection::open(dir.path().join("meta.sqlite")).expect("meta db");
+    let gone = db
+        .execute("DELETE FROM identity_keys", [])
+        .expect("delete keys");
+    assert!(gone >= 4, "keys were stored: {gone}");
+    drop(db);
+    let app = open(dir.path(), "2026-11-21T09:00:00Z");
+    assert_eq!(
+        view(&app, "+1 555 123 4567").events,
+        9,
+        "merged again after recovery"
+    );
+    drop(app);
+    let db = rusqlite::Connection::open(dir.path().join("meta.sqlite")).expect("meta db");
+    let back: i64 = db
+        .query_row("SELECT count(*) FROM identity_keys", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(back as usize, gone, "recovered keys are written back");
 }

@@ -195,6 +195,32 @@ impl StepSource<'_> {
     }
 }
 
+impl StepSource<'_> {
+    /// Every event's step, with the dispatch hoisted out of the loop.
+    fn all(&self, events: usize) -> Vec<u32> {
+        match self {
+            StepSource::Codes32 { codes, table } => {
+                codes.iter().map(|&c| table[c as usize]).collect()
+            }
+            StepSource::Codes16 { codes, table } => {
+                codes.iter().map(|&c| table[c as usize]).collect()
+            }
+            StepSource::Pair {
+                activity,
+                channel,
+                table,
+                channels,
+            } => activity
+                .iter()
+                .zip(channel.iter())
+                .map(|(&a, &c)| table[a as usize * channels + c as usize])
+                .collect(),
+            StepSource::PerEvent(t) => t.to_vec(),
+            StepSource::Nothing => vec![NO_STEP; events],
+        }
+    }
+}
+
 /// A partition's case-split key column, resolved once per chunk.
 enum KeySource<'j> {
     None,
@@ -277,12 +303,8 @@ impl<'a> Prepared<'a> {
                     };
                 let steps = local.into_map(&global);
                 let filtered = filter.as_ref().is_some_and(|f| !f.always_matches());
-                let codes = (!filtered && !matches!(case, CaseSplit::Property(_))).then(|| {
-                    let source = steps.source(j);
-                    (0..j.events())
-                        .map(|e| source.step(e))
-                        .collect::<Vec<u32>>()
-                });
+                let codes = (!filtered && !matches!(case, CaseSplit::Property(_)))
+                    .then(|| steps.source(j).all(j.events()));
                 let has_skip = codes.as_ref().is_some_and(|c| c.contains(&NO_STEP));
                 Ok(PartitionPlan {
                     steps,

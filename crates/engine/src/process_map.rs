@@ -15,6 +15,11 @@
 //!
 //! Transitions into or out of hidden nodes are dropped, not bridged. Totals always describe
 //! the full map; `simplification` says what was hidden.
+//!
+//! Two passes over the cases: pass 1 counts nodes and edges and builds a log-scale histogram
+//! of transition times per edge; pass 2 keeps only the times in the histogram buckets that
+//! hold the median's and p90's ranks, among which the exact values are selected. So the
+//! percentiles are exact without holding every transition time in memory.
 
 use crate::case::{Case, Prepared};
 use crate::stats::{
@@ -98,21 +103,34 @@ pub struct Simplification {
     pub hidden_edges: u64,
 }
 
-/// Pass-1 edge counters as a struct of arrays indexed by an edge slot, so each transition
-/// updates a few small dense arrays (they stay in cache) rather than scattered structs.
+/// One edge's pass-1 counters, side by side so a transition touches one cache line.
+#[derive(Clone, Copy)]
+struct Counter {
+    count: u64,
+    customers: u64,
+    last_customer: u64,
+    /// Row of `hist` holding the edge's [`log_bucket`] counts; `u32::MAX` until first seen.
+    hist_row: u32,
+    /// Sum of transition times (µs), for the exact mean.
+    sum: i128,
+}
+
+const EMPTY: Counter = Counter {
+    count: 0,
+    customers: 0,
+    last_customer: 0,
+    hist_row: u32::MAX,
+    sum: 0,
+};
+
+/// Pass-1 edge counters indexed by an edge slot.
 struct EdgeTable {
     steps: usize,
     /// Slot by edge for big alphabets; small ones use `from * steps + to` directly.
     sparse: Option<HashMap<(u32, u32), u32>>,
     /// Edge of each slot (sparse tables only).
     keys: Vec<(u32, u32)>,
-    count: Vec<u64>,
-    customers: Vec<u64>,
-    last_customer: Vec<u64>,
-    /// Sum of transition times (µs), for the exact mean.
-    sum: Vec<i128>,
-    /// Row of `hist` holding the slot's [`log_bucket`] counts; `u32::MAX` until first seen.
-    hist_row: Vec<u32>,
+    counters: Vec<Counter>,
     /// Counts modulo 2¹⁶: 16-bit counters halve the histograms' cache footprint, which
     /// every transition touches; `wraps` counts the rare carries by histogram index.
     hist: Vec<u16>,
@@ -127,11 +145,7 @@ impl EdgeTable {
             steps,
             sparse: (!dense).then(HashMap::new),
             keys: Vec::new(),
-            count: vec![0; slots],
-            customers: vec![0; slots],
-            last_customer: vec![0; slots],
-            sum: vec![0; slots],
-            hist_row: vec![u32::MAX; slots],
+            counters: vec![EMPTY; slots],
             hist: Vec::new(),
             wraps: HashMap::new(),
         }
@@ -146,11 +160,7 @@ impl EdgeTable {
                 let slot = *map.entry((a, b)).or_insert(next);
                 if slot == next {
                     self.keys.push((a, b));
-                    self.count.push(0);
-                    self.customers.push(0);
-                    self.last_customer.push(0);
-                    self.sum.push(0);
-                    self.hist_row.push(u32::MAX);
+                    self.counters.push(EMPTY);
                 }
                 slot as usize
             }
@@ -167,11 +177,11 @@ impl EdgeTable {
     /// Index in `hist` of the slot's first bucket; the row is created empty on first use.
     #[inline]
     fn hist_start(&mut self, slot: usize) -> usize {
-        let mut row = self.hist_row[slot];
+        let mut row = self.counters[slot].hist_row;
         if row == u32::MAX {
             row = (self.hist.len() / LOG_BUCKETS) as u32;
             self.hist.resize(self.hist.len() + LOG_BUCKETS, 0);
-            self.hist_row[slot] = row;
+            self.counters[slot].hist_row = row;
         }
         row as usize * LOG_BUCKETS
     }
@@ -187,7 +197,7 @@ impl EdgeTable {
 
     /// The slot's full bucket counts (empty if it has none).
     fn hist(&self, slot: usize) -> Vec<u64> {
-        match self.hist_row[slot] {
+        match self.counters[slot].hist_row {
             u32::MAX => Vec::new(),
             row => {
                 let start = row as usize * LOG_BUCKETS;
@@ -208,34 +218,40 @@ impl EdgeTable {
 
     #[inline(always)]
     fn add_at(&mut self, slot: usize, stamp: u64, gap: i64) {
-        self.count[slot] += 1;
-        if self.last_customer[slot] != stamp {
-            self.last_customer[slot] = stamp;
-            self.customers[slot] += 1;
+        let c = &mut self.counters[slot];
+        c.count += 1;
+        c.customers += u64::from(c.last_customer != stamp);
+        c.last_customer = stamp;
+        c.sum += i128::from(gap);
+        let mut row = c.hist_row;
+        if row == u32::MAX {
+            row = (self.hist.len() / LOG_BUCKETS) as u32;
+            self.hist.resize(self.hist.len() + LOG_BUCKETS, 0);
+            c.hist_row = row;
         }
-        self.sum[slot] += i128::from(gap);
-        let i = self.hist_start(slot) + log_bucket(gap);
-        let c = &mut self.hist[i];
-        *c = c.wrapping_add(1);
-        if *c == 0 {
+        let i = row as usize * LOG_BUCKETS + log_bucket(gap);
+        let h = &mut self.hist[i];
+        *h = h.wrapping_add(1);
+        if *h == 0 {
             *self.wraps.entry(i).or_default() += 1;
         }
     }
 
     fn merge(&mut self, other: &EdgeTable) {
-        for o in 0..other.count.len() {
-            if other.count[o] == 0 {
+        for (o, theirs) in other.counters.iter().enumerate() {
+            if theirs.count == 0 {
                 continue;
             }
             let (a, b) = other.key(o);
             let slot = self.slot(a, b);
-            self.count[slot] += other.count[o];
-            self.customers[slot] += other.customers[o];
-            self.sum[slot] += other.sum[o];
-            let theirs = other.hist(o);
-            if !theirs.is_empty() {
+            let mine = &mut self.counters[slot];
+            mine.count += theirs.count;
+            mine.customers += theirs.customers;
+            mine.sum += theirs.sum;
+            let hist = other.hist(o);
+            if !hist.is_empty() {
                 let start = self.hist_start(slot);
-                for (b, &n) in theirs.iter().enumerate() {
+                for (b, &n) in hist.iter().enumerate() {
                     if n > 0 {
                         self.hist_add(start + b, n);
                     }
@@ -296,11 +312,10 @@ impl Partial {
         // so only distinct customers are counted per event.
         let (node_last, node_customers) = (&mut self.node_last[..], &mut self.node_customers[..]);
         for &s in steps {
+            // Branch-free: whether a step was seen before in this case is unpredictable.
             let s = s as usize;
-            if node_last[s] != stamp {
-                node_last[s] = stamp;
-                node_customers[s] += 1;
-            }
+            node_customers[s] += u64::from(node_last[s] != stamp);
+            node_last[s] = stamp;
         }
         self.starts[steps[0] as usize] += 1;
         self.ends[steps[steps.len() - 1] as usize] += 1;
@@ -341,15 +356,18 @@ impl Partial {
     /// Every edge with its stats and quantile plan, sorted by (from, to) codes.
     fn into_edges(self) -> Vec<((u32, u32), EdgeStats)> {
         let t = &self.edges;
-        let mut edges: Vec<((u32, u32), EdgeStats)> = (0..t.count.len())
-            .filter(|&slot| t.count[slot] > 0)
-            .map(|slot| {
+        let mut edges: Vec<((u32, u32), EdgeStats)> = t
+            .counters
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.count > 0)
+            .map(|(slot, c)| {
                 (
                     t.key(slot),
                     EdgeStats {
-                        count: t.count[slot],
-                        customers: t.customers[slot],
-                        sum: t.sum[slot],
+                        count: c.count,
+                        customers: c.customers,
+                        sum: c.sum,
                         plan: RankPlan::new(&t.hist(slot), &[0.5, 0.9]),
                     },
                 )
@@ -602,7 +620,7 @@ mod tests {
             let hist = a.hist(slot);
             assert_eq!(hist[log_bucket(5)], 140_000, "{steps} steps");
             assert_eq!(hist.iter().sum::<u64>(), 140_000);
-            assert_eq!(a.count[slot], 140_000);
+            assert_eq!(a.counters[slot].count, 140_000);
             let back = a.slot(2, 1);
             assert_eq!(a.hist(back)[log_bucket(1_000_000)], 1);
         }

@@ -686,3 +686,41 @@ fn big_alphabets_take_the_sparse_path_and_agree() {
     q.step = StepDimension::Touchpoint;
     check_map(&f, 2, &[1, 0], &Stages::default(), &q);
 }
+
+#[test]
+fn filter_drops_events_and_segment_judges_whole_journeys() {
+    use omnitrail_engine::expr::{EventFilter, Segment};
+    let f = Fixture::parse(SHOP);
+    let parts = f.partitions(2);
+    let mut q = Query::new(BASE + 10 * 86_400_000_000);
+    // Only web events, only customers who ever called — judged on the whole journey, so
+    // bob (whose call is outside the time range) still counts.
+    q.filter = Some(EventFilter::parse("channel = 'web'").unwrap());
+    q.segment = Some(Segment::parse("did('call')").unwrap());
+    q.from = Some(BASE + 40 * MIN);
+    let p = Prepared::new(&parts, &Stages::default(), &q).unwrap();
+    let names = p.step_names().to_vec();
+    let mut got: Vec<(u64, Vec<String>)> = p.fold_cases(
+        Vec::new,
+        |acc, c| {
+            acc.push((
+                c.customer.0,
+                c.steps.iter().map(|&s| names[s as usize].clone()).collect(),
+            ))
+        },
+        |mut a, b| {
+            a.extend(b);
+            a
+        },
+    );
+    got.sort();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        [(2, s(&["cart", "pay"])), (3, s(&["view", "cart"]))],
+        "bob: cart and pay on web after 40 min; cyd: web view and cart"
+    );
+    let m = process_map(&p, &MapOptions::default()).unwrap();
+    assert_eq!(m.totals.customers, 2);
+    assert_eq!(Prepared::required_scan(&q).properties, Vec::<String>::new());
+}
