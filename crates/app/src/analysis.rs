@@ -230,21 +230,12 @@ mod tests {
     //! computes on the same logs (directly-follows graph, start/end activities, variants).
 
     use super::*;
+    use crate::import::datasets::datasets;
     use crate::import::ImportOptions;
     use crate::AppOptions;
     use serde_json::Value;
     use std::collections::BTreeMap;
-    use std::path::{Path, PathBuf};
-
-    fn datasets() -> Option<PathBuf> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
-        if dir.is_dir() {
-            Some(dir)
-        } else {
-            eprintln!("skipping: ../shared/datasets not found");
-            None
-        }
-    }
+    use std::path::Path;
 
     fn imported(file: &Path) -> (tempfile::TempDir, App) {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -1,52 +1,12 @@
 //! End-to-end tests of the analysis commands: import a real log with the binary, then ask
 //! for a map, variants and channel switching as a user would.
 
+mod common;
+
+use common::{datasets, failure, ok_json, ok_stdout, omnitrail};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn omnitrail(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_omnitrail"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .env_remove("OMNITRAIL_DATA")
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok_stdout(data: &Path, args: &[&str]) -> String {
-    let out = omnitrail(data, args);
-    assert!(
-        out.status.success(),
-        "omnitrail {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
-
-fn ok_json(data: &Path, args: &[&str]) -> Value {
-    let text = ok_stdout(data, args);
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("omnitrail {args:?} printed no JSON ({e}): {text}"))
-}
-
-fn failure(data: &Path, args: &[&str]) -> String {
-    let out = omnitrail(data, args);
-    assert!(!out.status.success(), "omnitrail {args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn datasets() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: ../shared/datasets not found");
-        None
-    }
-}
+use std::path::Path;
 
 fn import(file: &Path) -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();

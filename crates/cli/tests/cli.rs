@@ -1,43 +1,10 @@
 //! End-to-end tests of the `omnitrail` binary: what a user types, what they see.
 
+mod common;
+
+use common::{datasets, ok_json, omnitrail};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn omnitrail(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_omnitrail"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .env_remove("OMNITRAIL_DATA")
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok_json(data: &Path, args: &[&str]) -> Value {
-    let out = omnitrail(data, args);
-    assert!(
-        out.status.success(),
-        "omnitrail {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "omnitrail {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-fn datasets() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: ../shared/datasets not found");
-        None
-    }
-}
 
 fn import_then_stats(file: &Path, extra: &[&str]) -> Value {
     let data = tempfile::tempdir().unwrap();

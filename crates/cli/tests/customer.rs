@@ -2,29 +2,10 @@
 //! appears under four identities is imported, and the phone number as an agent hears it
 //! finds her whole story.
 
+mod common;
+
+use common::{ok_stdout as ok, omnitrail};
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn omnitrail(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_omnitrail"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .env_remove("OMNITRAIL_DATA")
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = omnitrail(data, args);
-    assert!(
-        out.status.success(),
-        "omnitrail {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
 
 /// Ana as four identities: an anonymous web visitor who logs in with her email, a phone
 /// number a CRM event attaches to that email, and a twitter handle another CRM event links.

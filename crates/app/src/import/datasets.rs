@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The datasets folder, or `None` with a notice when this checkout does not have it.
-fn datasets() -> Option<PathBuf> {
+pub(crate) fn datasets() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
     if dir.is_dir() {
         Some(dir)

@@ -7,7 +7,7 @@
 
 mod csv;
 #[cfg(test)]
-mod datasets;
+pub(crate) mod datasets;
 mod mapping;
 mod ndjson;
 mod parquet;
