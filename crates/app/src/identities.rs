@@ -22,7 +22,7 @@ use omnitrail_model::{CustomerId, Event, Identifier, ProjectId};
 use omnitrail_store::{EvidenceRow, PrimaryRule, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub(crate) struct Identities {
     /// An empty graph, for the pure rules (primary identifier, blocklist).
@@ -32,6 +32,9 @@ pub(crate) struct Identities {
     /// Bumped whenever a cluster may have changed; caches of merged journeys key on it.
     generation: AtomicU64,
     overlays: RwLock<HashMap<ProjectId, (u64, Arc<Overlay>)>>,
+    /// Graphs are read from the database on first need: analyses of data without a single
+    /// link (one identifier per event, like most imported logs) never pay for them.
+    loaded: OnceLock<Result<(), String>>,
 }
 
 /// A customer's identity as the customer view shows it.
@@ -126,7 +129,15 @@ impl Identities {
             graphs: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             overlays: RwLock::new(HashMap::new()),
+            loaded: OnceLock::new(),
         }
+    }
+
+    fn ensure_loaded(&self, store: &Store) -> Result<(), AppError> {
+        self.loaded
+            .get_or_init(|| self.load(store).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(AppError::Identity)
     }
 
     /// The store's rule for keying events: the graph's primary identifier.
@@ -185,7 +196,7 @@ impl Identities {
     }
 
     /// Rebuilds every project's graph from the metadata database and the log tail.
-    pub fn load(&self, store: &Store) -> Result<(), AppError> {
+    fn load(&self, store: &Store) -> Result<(), AppError> {
         let projects = store.meta().projects()?;
         for (project, _) in projects {
             let (rows, keys) = {
@@ -252,10 +263,10 @@ impl Identities {
             tail_events.entry(r.project).or_default().push(r.event);
         }
         for (project, events) in tail_events {
-            self.observe(store, project, &events)?;
+            self.observe_loaded(store, project, &events)?;
         }
         for (project, keys) in tail {
-            self.set_keys(store, project, keys)?;
+            self.set_keys_loaded(store, project, keys)?;
         }
         self.recover_lost_keys(store)?;
         self.changed();
@@ -292,6 +303,16 @@ impl Identities {
 
     /// Records the links `events` carry, durably, before the events are stored.
     pub fn observe(
+        &self,
+        store: &Store,
+        project: ProjectId,
+        events: &[Event],
+    ) -> Result<(), AppError> {
+        self.ensure_loaded(store)?;
+        self.observe_loaded(store, project, events)
+    }
+
+    fn observe_loaded(
         &self,
         store: &Store,
         project: ProjectId,
@@ -340,6 +361,7 @@ impl Identities {
         project: ProjectId,
         evidence: Evidence,
     ) -> Result<(), AppError> {
+        self.ensure_loaded(store)?;
         let mut graphs = self.write();
         let graph = graphs
             .entry(project)
@@ -355,6 +377,16 @@ impl Identities {
 
     /// Records the write-time key of each stored event's primary identifier.
     pub fn set_keys(
+        &self,
+        store: &Store,
+        project: ProjectId,
+        keys: impl IntoIterator<Item = (Identifier, Option<CustomerId>)>,
+    ) -> Result<(), AppError> {
+        self.ensure_loaded(store)?;
+        self.set_keys_loaded(store, project, keys)
+    }
+
+    fn set_keys_loaded(
         &self,
         store: &Store,
         project: ProjectId,
@@ -387,8 +419,16 @@ impl Identities {
         Ok(())
     }
 
-    /// The overlay of a project's merges, cached until the graph changes.
-    pub fn overlay(&self, project: ProjectId) -> Arc<Overlay> {
+    /// The overlay of a project's merges, cached until the graph changes. Without any
+    /// linking evidence stored or waiting in the log it is empty, and the graph stays unread.
+    pub fn overlay(&self, store: &Store, project: ProjectId) -> Result<Arc<Overlay>, AppError> {
+        if self.loaded.get().is_none()
+            && !store.meta().has_identity_evidence()?
+            && !store.tail_any(|r| r.event.identifiers.len() > 1)
+        {
+            return Ok(Arc::new(Overlay::new()));
+        }
+        self.ensure_loaded(store)?;
         let generation = self.generation();
         if let Some((g, o)) = self
             .overlays
@@ -397,7 +437,7 @@ impl Identities {
             .get(&project)
         {
             if *g == generation {
-                return o.clone();
+                return Ok(o.clone());
             }
         }
         let overlay: Overlay = self
@@ -410,16 +450,22 @@ impl Identities {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(project, (generation, overlay.clone()));
-        overlay
+        Ok(overlay)
     }
 
     /// The customers an agent's text may mean, with the identifier that matched: `c42`
     /// (a customer id or any write-time key of one), `kind:value`, or a bare value in
     /// every kind's normal form.
-    pub fn find(&self, project: ProjectId, text: &str) -> Vec<(CustomerId, Identifier)> {
+    pub fn find(
+        &self,
+        store: &Store,
+        project: ProjectId,
+        text: &str,
+    ) -> Result<Vec<(CustomerId, Identifier)>, AppError> {
+        self.ensure_loaded(store)?;
         let graphs = self.read();
         let Some(graph) = graphs.get(&project) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let mut found: BTreeMap<CustomerId, Identifier> = BTreeMap::new();
         if let Some(n) = text.strip_prefix('c').and_then(|n| n.parse::<u64>().ok()) {
@@ -438,18 +484,24 @@ impl Identities {
                 found.entry(c).or_insert(id);
             }
         }
-        found.into_iter().collect()
+        Ok(found.into_iter().collect())
     }
 
     /// Identifiers, links with their evidence, and write-time keys of a customer.
-    pub fn cluster(&self, project: ProjectId, customer: CustomerId) -> ClusterView {
+    pub fn cluster(
+        &self,
+        store: &Store,
+        project: ProjectId,
+        customer: CustomerId,
+    ) -> Result<ClusterView, AppError> {
+        self.ensure_loaded(store)?;
         let graphs = self.read();
         let Some(cluster) = graphs.get(&project).and_then(|g| g.cluster(customer)) else {
-            return ClusterView {
+            return Ok(ClusterView {
                 identifiers: Vec::new(),
                 links: Vec::new(),
                 keys: vec![customer],
-            };
+            });
         };
         let links = cluster
             .evidence
@@ -483,7 +535,7 @@ impl Identities {
                 }
             })
             .collect();
-        ClusterView {
+        Ok(ClusterView {
             identifiers: cluster
                 .identifiers
                 .iter()
@@ -498,7 +550,7 @@ impl Identities {
             } else {
                 cluster.keys
             },
-        }
+        })
     }
 
     /// Splits `id` off its customer and persists the revocations.
@@ -508,6 +560,7 @@ impl Identities {
         project: ProjectId,
         id: &Identifier,
     ) -> Result<(), AppError> {
+        self.ensure_loaded(store)?;
         let mut graphs = self.write();
         let graph = graphs
             .get_mut(&project)

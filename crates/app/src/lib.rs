@@ -144,7 +144,6 @@ impl App {
             },
         )?);
         identities.check_primary_rule(&store)?;
-        identities.load(&store)?;
         if let Some((file, bytes, why)) = &store.open_report().cut_tail {
             tracing::warn!(
                 "recovered the ingest log: cut {bytes} bytes of a torn write at the end of {} ({why})",
@@ -447,7 +446,7 @@ impl App {
                 return Ok(parts.clone());
             }
         }
-        let overlay = self.identities.overlay(project);
+        let overlay = self.identities.overlay(&self.store, project)?;
         let partitions = self.store.partitions();
         let parts: Vec<Arc<Journeys>> = if overlay.is_empty() {
             (0..partitions)
@@ -476,7 +475,7 @@ impl App {
         timeline: &customer::TimelineQuery,
     ) -> Result<customer::CustomerView, AppError> {
         let id = self.resolve_customer(project, identifier)?;
-        let cluster = self.identities.cluster(project, id);
+        let cluster = self.identities.cluster(&self.store, project, id)?;
         let spec = ScanSpec {
             properties: customer::VIEW_PROPERTIES
                 .iter()
@@ -523,7 +522,7 @@ impl App {
     /// in every kind's normal form.
     fn resolve_customer(&self, project: ProjectId, text: &str) -> Result<CustomerId, AppError> {
         let text = text.trim();
-        let found = self.identities.find(project, text);
+        let found = self.identities.find(&self.store, project, text)?;
         match found.len() {
             0 => Err(AppError::CustomerNotFound(text.to_string())),
             1 => Ok(found[0].0),
@@ -597,7 +596,7 @@ impl App {
         let id = self.resolve_customer(project, identifier)?;
         let keys: Vec<u64> = self
             .identities
-            .cluster(project, id)
+            .cluster(&self.store, project, id)?
             .keys
             .iter()
             .map(|k| k.0)

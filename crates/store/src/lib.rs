@@ -841,6 +841,14 @@ impl Store {
         Ok(j)
     }
 
+    /// Whether any durable record still in the log matches `f`.
+    pub fn tail_any(&self, f: impl Fn(&LogRecord) -> bool) -> bool {
+        let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
+        let durable = self.commit.durable_seq_end();
+        let found = tail.records().any(|r| r.seq < durable && f(r));
+        found
+    }
+
     /// The durable records still in the log (not yet compacted), of every project.
     pub fn tail_records(&self) -> Vec<LogRecord> {
         let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());

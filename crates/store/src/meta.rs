@@ -391,6 +391,15 @@ impl Meta {
         tx.commit().map_err(sql)
     }
 
+    /// Whether any project has identity evidence (a link, a refusal, an alias).
+    pub fn has_identity_evidence(&self) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("SELECT EXISTS(SELECT 1 FROM identity_evidence)", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql)
+    }
+
     /// Every evidence row of a project, by id.
     pub fn identity_evidence(&self, project: ProjectId) -> Result<Vec<EvidenceRow>, StoreError> {
         let mut stmt = self
