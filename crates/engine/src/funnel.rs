@@ -338,6 +338,15 @@ struct Scratch {
     /// position. Greedy chains are monotone in their start (a later start never matches a
     /// step earlier), so each cursor moves over a case once, whatever the number of starts.
     cursor: [usize; MAX_FUNNEL_STEPS],
+    /// One-pass ordered search ([`Plan::best_ordered`]): each step-1 event seen, as its
+    /// deadline and case position.
+    starts: Vec<(i64, u32)>,
+    /// Per level `k` (attempts that completed steps `1..=k` and wait for step `k + 1`), the
+    /// range of `starts` holding them and the step-`k` event of the earliest of them. Only
+    /// levels marked occupied are meaningful, so nothing is reset between cases.
+    lo: [u32; MAX_FUNNEL_STEPS],
+    hi: [u32; MAX_FUNNEL_STEPS],
+    last: [u32; MAX_FUNNEL_STEPS],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -460,6 +469,10 @@ struct Plan<'p> {
     /// Per global step code, whether a value exclusion matches it.
     code_excluded: Vec<bool>,
     filter_exclusions: Vec<usize>,
+    /// Whether any exclusion step can match an event.
+    excludes: bool,
+    /// Whether [`Plan::best_ordered`] applies: ordered mode without exclusions.
+    one_pass: bool,
     /// Per partition, the compiled filters the steps and exclusions point at.
     filters: Vec<Vec<CompiledFilter>>,
     breakdown: Option<&'p Breakdown>,
@@ -493,6 +506,7 @@ impl Plan<'_> {
                 Matcher::Filter(f) => filter_exclusions.push(f),
             }
         }
+        let excludes = !filter_exclusions.is_empty() || code_excluded.contains(&true);
         Plan {
             mode: options.mode,
             window: options.window,
@@ -501,14 +515,178 @@ impl Plan<'_> {
             filter_steps,
             code_excluded,
             filter_exclusions,
+            excludes,
+            one_pass: options.mode == FunnelMode::Ordered && !excludes,
             filters,
             breakdown: options.breakdown.as_ref(),
             group_tables,
         }
     }
 
-    fn has_exclusions(&self) -> bool {
-        !self.filter_exclusions.is_empty() || self.code_excluded.contains(&true)
+    /// The case's best attempt, by the one-pass search where it applies (ordered mode
+    /// without exclusions) and by trying each start otherwise.
+    fn evaluate(&self, case: &Case<'_>, s: &mut Scratch) -> Option<Attempt> {
+        if self.one_pass {
+            let codes = &self.code_masks;
+            if self.filter_steps.is_empty() {
+                return self.best_ordered(case, s, |i| codes[case.steps[i] as usize]);
+            }
+            let filters = &self.filters[case.partition_index];
+            return self.best_ordered(case, s, |i| {
+                let e = case.events[i] as usize;
+                let mut mask = codes[case.steps[i] as usize];
+                for &(k, f) in &self.filter_steps {
+                    if filters[f].matches(e) {
+                        mask |= 1 << k;
+                    }
+                }
+                mask
+            });
+        }
+        self.prepare(case, s);
+        self.best(case, s)
+    }
+
+    /// [`Plan::best`] for ordered mode without exclusions, in one pass over the case.
+    ///
+    /// Attempts that have completed the same steps and wait for the same next step take the
+    /// same next event (the earliest later one matching it), so they move together: per
+    /// level `k` there is one group, and an event matching step `k + 1` lifts the whole
+    /// group to level `k + 1`, except the attempts whose window ended before it, which stop
+    /// at `k`. New starts join level 1 and groups only merge upwards, so a higher level
+    /// holds only earlier starts and each group is a contiguous run of `starts`. Windows
+    /// grow with the start, so the stopped attempts are the run's prefix, and the earliest
+    /// of them stands for them all (same reach). Entries between runs are stopped attempts
+    /// whose windows ended before the current event, so a merged run's prefix check skips
+    /// them as well. The first attempt to complete every step is the earliest one to do so,
+    /// because all earlier starts are either in its group or have stopped.
+    ///
+    /// `mask(i)`: the steps case event `i` matches, bit `k` for step `k + 1`.
+    fn best_ordered(
+        &self,
+        case: &Case<'_>,
+        s: &mut Scratch,
+        mask: impl Fn(usize) -> u32,
+    ) -> Option<Attempt> {
+        let n = self.n;
+        let len = case.len();
+        if len == 0 {
+            return None;
+        }
+        // Whether no window can cut an attempt: the whole case lies within one window of its
+        // first event. Read for every case, ahead of the scans: the loads then overlap them
+        // and walk the timestamps in order, which the hardware prefetches, where reading
+        // them only for cases that start the funnel misses the cache nearly every time.
+        let fits = self
+            .window
+            .is_none_or(|w| case.ts(len - 1) <= case.ts(0).saturating_add(w));
+        // Most cases never start the funnel: find the first start before any bookkeeping.
+        let first = (0..len).find(|&i| mask(i) & 1 != 0)?;
+        // The first start's attempt, ignoring the window. A later start's greedy matches
+        // come no earlier, so no attempt completes more steps; if the window does not cut
+        // this one, it is the best. That settles most cases with no timestamps beyond those
+        // read for `fits`.
+        let (mut reach, mut at) = (1, first);
+        for i in first + 1..len {
+            if reach == n {
+                break;
+            }
+            if mask(i) >> reach & 1 != 0 {
+                reach += 1;
+                at = i;
+            }
+        }
+        if at == first
+            || fits
+            || self
+                .window
+                .is_none_or(|w| case.ts(at) <= case.ts(first).saturating_add(w))
+        {
+            return Some(Attempt {
+                reach,
+                first,
+                last: at,
+            });
+        }
+        let Scratch {
+            starts,
+            lo,
+            hi,
+            last,
+            ..
+        } = s;
+        starts.clear();
+        // Bit `k`: level `k` has a group.
+        let mut occupied = 0u32;
+        // (reach, position in `starts`, last event) of the best stopped attempt so far.
+        let mut best: Option<(usize, u32, u32)> = None;
+        let mut stop = |reach: usize, start: u32, at: u32| {
+            if best.is_none_or(|(r, p, _)| reach > r || (reach == r && start < p)) {
+                best = Some((reach, start, at));
+            }
+        };
+        for i in first..len {
+            let m = mask(i);
+            // Level `k` waits for step `k + 1`, which is bit `k` of the mask.
+            let mut advance = occupied & m;
+            if advance == 0 && m & 1 == 0 {
+                continue;
+            }
+            let t = case.ts(i);
+            // Highest level first, so one event serves each attempt for one step only.
+            while advance != 0 {
+                let k = (u32::BITS - 1 - advance.leading_zeros()) as usize;
+                advance &= !(1 << k);
+                occupied &= !(1 << k);
+                let (mut l, h) = (lo[k], hi[k]);
+                if starts[l as usize].0 < t {
+                    stop(k, l, last[k]);
+                    while l < h && starts[l as usize].0 < t {
+                        l += 1;
+                    }
+                    if l == h {
+                        continue;
+                    }
+                }
+                if k + 1 == n {
+                    return Some(Attempt {
+                        reach: n,
+                        first: starts[l as usize].1 as usize,
+                        last: i,
+                    });
+                }
+                let up = k + 1;
+                if occupied & (1 << up) == 0 {
+                    occupied |= 1 << up;
+                    lo[up] = l;
+                    last[up] = i as u32;
+                }
+                hi[up] = h;
+            }
+            if m & 1 != 0 {
+                let p = starts.len() as u32;
+                starts.push((
+                    self.window.map_or(i64::MAX, |w| t.saturating_add(w)),
+                    i as u32,
+                ));
+                if occupied & 2 == 0 {
+                    occupied |= 2;
+                    lo[1] = p;
+                    last[1] = i as u32;
+                }
+                hi[1] = p + 1;
+            }
+        }
+        while occupied != 0 {
+            let k = (u32::BITS - 1 - occupied.leading_zeros()) as usize;
+            occupied &= !(1 << k);
+            stop(k, lo[k], last[k]);
+        }
+        best.map(|(reach, p, at)| Attempt {
+            reach,
+            first: starts[p as usize].1 as usize,
+            last: at as usize,
+        })
     }
 
     /// Fills the per-event step masks (and, with exclusions, their prefix counts) for
@@ -527,7 +705,7 @@ impl Plan<'_> {
             s.masks.push(mask);
         }
         s.excluded.clear();
-        if self.has_exclusions() {
+        if self.excludes {
             s.excluded.push(0);
             let mut before = 0;
             for i in 0..len {
@@ -948,8 +1126,7 @@ pub fn funnel(
                 groups: Vec::new(),
             });
             acc.cases += 1;
-            plan.prepare(case, &mut acc.scratch);
-            let best = plan.best(case, &mut acc.scratch);
+            let best = plan.evaluate(case, &mut acc.scratch);
             let reach = best.map_or(0, |a| a.reach);
             acc.all.case_reach[reach] += 1;
             pending.reach = pending.reach.max(reach);
@@ -1030,4 +1207,129 @@ pub fn funnel(
         breakdown,
         dropped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnitrail_model::journeys::Dictionary;
+    use omnitrail_model::ProjectId;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const CODES: u32 = 4;
+
+    /// The one-pass ordered search against trying every start, on one case of step codes
+    /// `0..CODES` at the given times; returns the attempt as (reach, first, last).
+    fn compare(
+        steps: &[u32],
+        codes: &[u32],
+        gaps: &[i64],
+        window: Option<i64>,
+    ) -> Option<(usize, usize, usize)> {
+        let mut ts = Vec::with_capacity(gaps.len());
+        let mut t = 0;
+        for &g in gaps {
+            t += g;
+            ts.push(t);
+        }
+        let j = Journeys {
+            project: ProjectId::DEFAULT,
+            partition: 0,
+            customers: vec![CustomerId(1)],
+            offsets: vec![0, ts.len() as u32],
+            activity: vec![0; ts.len()],
+            activities: Dictionary::default(),
+            channel: vec![0; ts.len()],
+            channels: Dictionary::default(),
+            ts,
+            properties: BTreeMap::new(),
+            traits: BTreeMap::new(),
+        };
+        let events: Vec<u32> = (0..codes.len() as u32).collect();
+        let case = Case {
+            customer: CustomerId(1),
+            customer_index: 0,
+            journeys: &j,
+            events: &events,
+            steps: codes,
+            partition_index: 0,
+        };
+        let options = FunnelOptions {
+            window,
+            ..FunnelOptions::new(Vec::new())
+        };
+        let matchers: Vec<Matcher> = steps.iter().map(|&c| Matcher::Code(Some(c))).collect();
+        let plan = Plan::new(
+            &options,
+            CODES as usize,
+            &matchers,
+            &[],
+            vec![Vec::new()],
+            Vec::new(),
+        );
+        assert!(plan.one_pass);
+        let mut s = Scratch::default();
+        let fast = plan.evaluate(&case, &mut s);
+        plan.prepare(&case, &mut s);
+        let slow = plan.best(&case, &mut s);
+        assert_eq!(
+            fast, slow,
+            "steps {steps:?} codes {codes:?} gaps {gaps:?} window {window:?}"
+        );
+        fast.map(|a| (a.reach, a.first, a.last))
+    }
+
+    #[test]
+    fn one_pass_keeps_the_earliest_furthest_attempt() {
+        // The first start is cut by the window; a later one completes.
+        assert_eq!(
+            compare(&[0, 1, 2], &[0, 1, 0, 1, 2], &[0, 1, 1, 1, 5], Some(6)),
+            Some((3, 2, 4))
+        );
+        // Two starts wait for step 2 together; only the later one still has time for it.
+        assert_eq!(
+            compare(&[0, 1, 2], &[0, 0, 1, 2], &[0, 3, 2, 1], Some(4)),
+            Some((3, 1, 3))
+        );
+        // One event serves two steps of different attempts, never two of the same.
+        assert_eq!(
+            compare(&[0, 0, 0], &[0, 0, 0, 0], &[0, 1, 9, 1], Some(2)),
+            Some((2, 0, 1))
+        );
+        // A start stopped at step 1 lies between two groups that merge at step 2; the next
+        // step skips it along with the earlier group's stopped start.
+        assert_eq!(
+            compare(
+                &[0, 1, 2, 3],
+                &[0, 1, 0, 0, 1, 2, 3],
+                &[0, 1, 1, 6, 1, 1, 1],
+                Some(5),
+            ),
+            Some((4, 3, 6))
+        );
+        // No start, and no window.
+        assert_eq!(compare(&[1, 2], &[0, 2, 3], &[0, 1, 1], None), None);
+        assert_eq!(
+            compare(&[1, 2], &[1, 0, 1, 2], &[0, 9, 9, 9], None),
+            Some((2, 0, 3))
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn one_pass_equals_trying_every_start(
+            steps in proptest::collection::vec(0..CODES, 2..6),
+            case in proptest::collection::vec(
+                (0..CODES, prop_oneof![Just(0i64), Just(1), Just(3), 0..12i64]),
+                1..40,
+            ),
+            window in proptest::option::of(1..10i64),
+        ) {
+            let (codes, gaps): (Vec<u32>, Vec<i64>) = case.into_iter().unzip();
+            compare(&steps, &codes, &gaps, window);
+        }
+    }
 }
