@@ -274,29 +274,67 @@ impl Identities {
     }
 
     /// A crash between storing events and writing their keys, followed by a compaction
-    /// before the restart, leaves keys only in the store's key index. Fewer keys here than
-    /// the store allocated means that happened: ask the store about every identifier.
+    /// before the restart, leaves keys only in the store. Fewer keys here than the store
+    /// allocated means that happened: ask the store's key index about every identifier the
+    /// graph knows, and if keys are still missing (identifiers only ever seen alone), read
+    /// every stored event once. Both are rare recovery paths.
     fn recover_lost_keys(&self, store: &Store) -> Result<(), AppError> {
+        let known = |graphs: &HashMap<ProjectId, IdentityGraph>| -> u64 {
+            graphs.values().map(|g| g.stats().keys).sum()
+        };
         let mut graphs = self.write();
-        let known: u64 = graphs.values().map(|g| g.stats().keys).sum();
-        if known >= store.allocated_keys() {
+        if known(&graphs) >= store.allocated_keys() {
             return Ok(());
         }
-        for (project, graph) in graphs.iter_mut() {
-            let mut changes = Vec::new();
+        let projects: Vec<ProjectId> = store.meta().projects()?.into_iter().map(|p| p.0).collect();
+        for &project in &projects {
+            let graph = graphs
+                .entry(project)
+                .or_insert_with(|| IdentityGraph::new(self.guardrails.clone()));
+            let mut keys = Vec::new();
             for id in graph.clusters().into_iter().flatten() {
-                if let Some(key) = store.key_of(*project, &id)? {
-                    let c = graph
-                        .set_key(&id, key)
-                        .map_err(|e| AppError::Identity(e.to_string()))?;
-                    changes.extend(c.persist);
+                if let Some(key) = store.key_of(project, &id)? {
+                    keys.push((id, key));
                 }
             }
-            tracing::warn!(
-                "recovered {} identity keys from the store's index",
-                changes.len()
-            );
-            persist(store, *project, graph, &changes)?;
+            self.recover(store, project, graph, keys)?;
+        }
+        if known(&graphs) < store.allocated_keys() {
+            for &project in &projects {
+                let graph = graphs
+                    .entry(project)
+                    .or_insert_with(|| IdentityGraph::new(self.guardrails.clone()));
+                let keys: Vec<(Identifier, CustomerId)> = store
+                    .records(project)?
+                    .into_iter()
+                    .filter_map(|r| {
+                        let i = self.primary(&r.event.identifiers)?;
+                        Some((r.event.identifiers[i].clone(), r.customer))
+                    })
+                    .collect();
+                self.recover(store, project, graph, keys)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn recover(
+        &self,
+        store: &Store,
+        project: ProjectId,
+        graph: &mut IdentityGraph,
+        keys: Vec<(Identifier, CustomerId)>,
+    ) -> Result<(), AppError> {
+        let mut changes = Vec::new();
+        for (id, key) in keys {
+            let c = graph
+                .set_key(&id, key)
+                .map_err(|e| AppError::Identity(e.to_string()))?;
+            changes.extend(c.persist);
+        }
+        if !changes.is_empty() {
+            tracing::warn!("recovered {} identity keys from the store", changes.len());
+            persist(store, project, graph, &changes)?;
         }
         Ok(())
     }

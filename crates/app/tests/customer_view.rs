@@ -485,9 +485,18 @@ fn an_alias_call_links_two_identities_without_an_event() {
 #[test]
 fn keys_lost_in_a_crash_are_recovered_from_the_store_on_open() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let ben = ev(
+        "2026-11-02T10:00:00Z",
+        &[id(IdentifierKind::Email, "ben@example.com")],
+        Channel::Email,
+        "email_opened",
+    );
     {
         let app = open(dir.path(), "2026-11-21T09:00:00Z");
-        ingest(&app, ana());
+        // Ben is only ever seen under one identifier: no evidence names him.
+        let mut events = ana();
+        events.push(ben);
+        ingest(&app, events);
         app.compact().expect("compact");
     }
     // As if the process died after the store acknowledged the events but before their
@@ -503,6 +512,11 @@ fn keys_lost_in_a_crash_are_recovered_from_the_store_on_open() {
         view(&app, "+1 555 123 4567").events,
         9,
         "merged again after recovery"
+    );
+    assert_eq!(
+        view(&app, "ben@example.com").events,
+        1,
+        "found by reading the events"
     );
     drop(app);
     let db = rusqlite::Connection::open(dir.path().join("meta.sqlite")).expect("meta db");
