@@ -8,7 +8,9 @@ use omnitrail_model::ProjectId;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: write-time keys belong to primary identifiers (1 keyed events by any known
+/// identifier, which identity resolution cannot undo).
+pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "MANIFEST.json";
 pub const DEFAULT_PARTITIONS: u32 = 16;
 
@@ -68,6 +70,15 @@ impl Manifest {
             path: path.clone(),
             reason: format!("manifest is not valid: {e}"),
         })?;
+        if m.format_version == 1 {
+            return Err(StoreError::Corrupt {
+                path,
+                reason: "format version 1 keyed events by any identifier already known, \
+                         which identity resolution cannot undo; import the data again into a \
+                         new data dir"
+                    .into(),
+            });
+        }
         if m.format_version != FORMAT_VERSION {
             return Err(StoreError::Corrupt {
                 path,

@@ -297,7 +297,11 @@ fn corrupt_manifest_is_a_clear_error() {
         ("truncated", good[..good.len() / 2].to_string()),
         (
             "future format",
-            good.replacen("\"format_version\": 1", "\"format_version\": 99", 1),
+            good.replacen("\"format_version\": 2", "\"format_version\": 99", 1),
+        ),
+        (
+            "format 1 (keys by any known identifier)",
+            good.replacen("\"format_version\": 2", "\"format_version\": 1", 1),
         ),
     ];
     for (what, text) in cases {
