@@ -150,6 +150,14 @@ enum EncodingArg {
 }
 
 fn main() {
+    // A closed pipe (`omnitrail customer … | head`) should end the process quietly, as for
+    // any Unix tool, not make the next print panic: restore the default SIGPIPE action that
+    // Rust's runtime replaces with "ignore".
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OMNITRAIL_LOG")
