@@ -70,6 +70,12 @@ fn corrupt(id: u64, reason: impl std::fmt::Display) -> AppError {
     ))
 }
 
+/// The graph's primary identifier of `ids`, as an index into them.
+fn primary_index(rules: &IdentityGraph, ids: &[Identifier]) -> Option<usize> {
+    let p = rules.primary(ids)?;
+    ids.iter().position(|i| std::ptr::eq(i, p))
+}
+
 /// A stored `kind:value`: the value is in normal form already, so it is not normalized
 /// again (which would cost more than everything else of loading).
 fn parse_stored(text: &str) -> Result<Identifier, omnitrail_model::IdentifierError> {
@@ -143,17 +149,13 @@ impl Identities {
     /// The store's rule for keying events: the graph's primary identifier.
     pub fn primary_rule(&self) -> PrimaryRule {
         let rules = self.rules.clone();
-        Arc::new(move |ids: &[Identifier]| {
-            let p = rules.primary(ids)?;
-            ids.iter().position(|i| std::ptr::eq(i, p))
-        })
+        Arc::new(move |ids: &[Identifier]| primary_index(&rules, ids))
     }
 
     /// The index of the identifier that keys `identifiers`; `None` when every one of them
     /// is a blocklisted junk value.
     pub fn primary(&self, identifiers: &[Identifier]) -> Option<usize> {
-        let p = self.rules.primary(identifiers)?;
-        identifiers.iter().position(|i| std::ptr::eq(i, p))
+        primary_index(&self.rules, identifiers)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, HashMap<ProjectId, IdentityGraph>> {

@@ -522,6 +522,11 @@ impl App {
     /// in every kind's normal form.
     fn resolve_customer(&self, project: ProjectId, text: &str) -> Result<CustomerId, AppError> {
         let text = text.trim();
+        if text.is_empty() {
+            return Err(AppError::Identity(
+                "no identifier given: type a phone, an email, kind:value or a customer id".into(),
+            ));
+        }
         let found = self.identities.find(&self.store, project, text)?;
         match found.len() {
             0 => Err(AppError::CustomerNotFound(text.to_string())),

@@ -213,7 +213,16 @@ fn merges_apply_at_once_to_compacted_events_and_survive_reopen() {
         );
     }
     let app = open(dir.path(), "2026-11-21T09:00:00Z");
+    // Analyses first, before anything else reads the identity graph: its lazy load must
+    // not be skipped when links exist.
+    let after = app.journeys(P, &Default::default()).expect("journeys");
+    let customers: usize = after.iter().map(|j| j.customers.len()).sum();
+    assert_eq!(customers, 1, "merged after reopen, in analyses");
     assert_eq!(view(&app, "+15551234567").events, 9, "after reopen");
+    assert!(matches!(
+        app.customer(P, "  ", &TimelineQuery::default()),
+        Err(omnitrail_app::AppError::Identity(m)) if m.starts_with("no identifier given")
+    ));
 }
 
 #[test]
