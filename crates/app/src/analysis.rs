@@ -51,6 +51,8 @@ pub struct QueryOptions {
     pub filter: Option<String>,
     /// Segment expression.
     pub segment: Option<String>,
+    /// Only the customers of this persona (key, `p<index>` or name; see `App::personas`).
+    pub persona: Option<String>,
 }
 
 /// Loaded columns plus the parsed query: everything an analysis needs, already in memory.
@@ -102,8 +104,18 @@ impl AnalysisInput {
 }
 
 impl App {
-    /// Parses query options into an engine query, with the app's clock as `now`.
+    /// Parses query options into an engine query, with the app's clock as `now`; a persona
+    /// is looked up in the default project.
     pub fn parse_query(&self, options: &QueryOptions) -> Result<Query, AnalysisError> {
+        self.parse_query_in(ProjectId::DEFAULT, options)
+    }
+
+    /// Like [`App::parse_query`], with the persona looked up in `project`'s personas.
+    pub fn parse_query_in(
+        &self,
+        project: ProjectId,
+        options: &QueryOptions,
+    ) -> Result<Query, AnalysisError> {
         let mut query = Query::new(self.now().as_micros());
         if let Some(by) = &options.by {
             query.step = by.parse::<StepDimension>()?;
@@ -127,6 +139,9 @@ impl App {
                 option: "--segment",
                 rendered: e.render(),
             })?);
+        }
+        if let Some(name) = &options.persona {
+            query.customers = Some(self.persona_members(project, name)?);
         }
         Ok(query)
     }

@@ -1,5 +1,6 @@
 //! The data dir's configuration file, `omnitrail.toml`: the activity → stage mapping
-//! (DESIGN.md §2 "stage") and the identity guardrails.
+//! (DESIGN.md §2 "stage"), the identity guardrails, the friction settings and the unit
+//! costs per channel (`docs/diagnostics.md`).
 //!
 //! ```toml
 //! [stages]
@@ -10,6 +11,16 @@
 //! limits = { email = 3, device_id = 20 }
 //! weak = ["device_id", "anonymous_id"]
 //! blocked_values = ["n/a", "test-user"]
+//!
+//! [friction]
+//! repeat_window = "7d"
+//! assisted_channels = ["phone", "chat", "store"]
+//! [friction.weights]
+//! long_wait = 2.0
+//!
+//! [costs]
+//! phone = 6.5
+//! chat = 3.0
 //! ```
 //!
 //! Stages keep the order they are written in; an activity may belong to one stage only.
@@ -19,7 +30,7 @@
 
 use crate::AppError;
 use omnitrail_identity::Guardrails;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 pub const CONFIG_FILE: &str = "omnitrail.toml";
@@ -30,6 +41,52 @@ pub struct Config {
     pub stages: Vec<String>,
     stage_of: HashMap<String, usize>,
     pub identity: Guardrails,
+    /// `[friction]`: signal windows, thresholds, channel sets and score weights.
+    pub friction: FrictionConfig,
+    /// `[costs]`: cost to serve one contact, per channel.
+    pub costs: BTreeMap<String, f64>,
+}
+
+/// The `[friction]` section; what is left out keeps the engine's default. Windows use the
+/// duration syntax (`30m`, `7d`); they are checked when an analysis runs.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrictionConfig {
+    /// Signal name → weight in the severity (`[friction.weights]`).
+    #[serde(default)]
+    pub weights: BTreeMap<String, f64>,
+    pub repeat_window: Option<String>,
+    pub loop_window: Option<String>,
+    pub jump_window: Option<String>,
+    pub abandon_window: Option<String>,
+    pub long_wait_factor: Option<f64>,
+    pub negative_sentiment: Option<f64>,
+    pub assisted_channels: Option<Vec<String>>,
+    pub bot_channels: Option<Vec<String>>,
+    pub goal_activities: Option<Vec<String>>,
+    /// Extra root-cause candidate properties, beyond the well-known text ones.
+    pub dimensions: Option<Vec<String>>,
+    /// Bot containment: no human-assisted channel within this after a bot session.
+    pub containment_window: Option<String>,
+}
+
+fn parse_costs(value: &toml::Value) -> Result<BTreeMap<String, f64>, String> {
+    let table = value
+        .as_table()
+        .ok_or("costs: expected a table of channel = cost per contact")?;
+    let mut costs = BTreeMap::new();
+    for (channel, cost) in table {
+        let c = match cost {
+            toml::Value::Float(f) => *f,
+            toml::Value::Integer(i) => *i as f64,
+            _ => return Err(format!("costs.{channel}: expected a number")),
+        };
+        if !(c.is_finite() && c >= 0.0) {
+            return Err(format!("costs.{channel}: must be a number ≥ 0, got {c}"));
+        }
+        costs.insert(channel.clone(), c);
+    }
+    Ok(costs)
 }
 
 impl Config {
@@ -59,9 +116,20 @@ impl Config {
                     .map_err(|e: toml::de::Error| format!("identity: {}", e.message()))?;
                 continue;
             }
+            if key == "friction" {
+                config.friction = value
+                    .clone()
+                    .try_into()
+                    .map_err(|e: toml::de::Error| format!("friction: {}", e.message()))?;
+                continue;
+            }
+            if key == "costs" {
+                config.costs = parse_costs(value)?;
+                continue;
+            }
             if key != "stages" {
                 return Err(format!(
-                    "unknown section '{key}' (expected [stages] or [identity])"
+                    "unknown section '{key}' (expected [stages], [identity], [friction] or [costs])"
                 ));
             }
             let stages = value

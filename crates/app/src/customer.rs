@@ -271,6 +271,35 @@ pub(crate) fn decode(j: &Journeys, index: usize) -> (Vec<Ev<'_>>, Vec<TraitView>
     (events, traits)
 }
 
+/// Decodes a customer's events from pieces of journeys, each customer `index` of its
+/// journeys, given in the order that breaks time ties: by write-time key, and within a key
+/// in storage order (see `Store::key_journeys`). The result is what [`decode`] gives for
+/// the customer in merged journeys (`resolve::regroup`): events by time, equal times in
+/// piece order, and each trait's value from the last event in that order that has it.
+pub(crate) fn decode_pieces<'a>(
+    pieces: impl IntoIterator<Item = (&'a Journeys, usize)>,
+) -> (Vec<Ev<'a>>, Vec<TraitView>) {
+    let mut events = Vec::new();
+    // Per trait name: the (time, piece) of its latest value so far, and the value.
+    let mut latest: BTreeMap<String, ((i64, usize), TraitView)> = BTreeMap::new();
+    for (k, (j, index)) in pieces.into_iter().enumerate() {
+        let (evs, traits) = decode(j, index);
+        events.extend(evs);
+        for t in traits {
+            let rank = (t.seen_at.as_micros(), k);
+            match latest.get(&t.name) {
+                Some((seen, _)) if *seen > rank => {}
+                _ => {
+                    latest.insert(t.name.clone(), (rank, t));
+                }
+            }
+        }
+    }
+    // Stable: equal times keep piece order and each piece's own order.
+    events.sort_by_key(|e| e.ts);
+    (events, latest.into_values().map(|(_, t)| t).collect())
+}
+
 /// Everything about the customer that is not identity: computed from their events (time
 /// order), traits and notes, as of `now`.
 pub(crate) struct Facts {
@@ -762,6 +791,277 @@ mod tests {
 
     fn text(s: &str) -> PropValue<'_> {
         PropValue::Text(s)
+    }
+
+    mod through_the_app {
+        use super::super::*;
+        use crate::{App, AppOptions, Incoming};
+        use omnitrail_model::{
+            Channel, Event, FixedClock, Identifier, IdentifierKind, ProjectId, Value,
+        };
+        use omnitrail_store::{partition_of, ScanSpec};
+        use std::sync::Arc;
+
+        const P: ProjectId = ProjectId::DEFAULT;
+        const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
+        const MIN: i64 = 60 * MICROS_PER_SECOND;
+
+        fn open(dir: &std::path::Path) -> App {
+            App::open(
+                dir,
+                AppOptions {
+                    clock: Arc::new(FixedClock::new(Timestamp::from_micros(T0 + 30 * DAY))),
+                    ..AppOptions::default()
+                },
+            )
+            .expect("open app")
+        }
+
+        fn email(who: &str) -> Identifier {
+            Identifier::new(IdentifierKind::Email, &format!("{who}@example.com"))
+                .expect("fixture email")
+        }
+
+        fn ev(ts: i64, ids: &[Identifier], channel: Channel, activity: &str) -> Event {
+            let mut e = Event::new(
+                Timestamp::from_micros(ts),
+                ids[0].clone(),
+                channel,
+                activity,
+            );
+            for i in &ids[1..] {
+                e = e.with_identifier(i.clone());
+            }
+            e
+        }
+
+        fn ingest(app: &App, events: Vec<Event>) {
+            let receipt = app
+                .ingest(P, events.into_iter().map(Incoming::Event).collect())
+                .expect("ingest");
+            assert!(receipt.rejected.is_empty(), "{:?}", receipt.rejected);
+        }
+
+        /// One event for each of `n` other customers, spread over every partition.
+        fn others(n: usize, ts: i64, activity: &str) -> Vec<Event> {
+            (0..n)
+                .map(|i| {
+                    ev(
+                        ts + i as i64,
+                        &[email(&format!("other{i}"))],
+                        Channel::Web,
+                        activity,
+                    )
+                })
+                .collect()
+        }
+
+        fn activities(app: &App, who: &str) -> Vec<String> {
+            let v = app
+                .customer(
+                    P,
+                    who,
+                    &TimelineQuery {
+                        limit: 1000,
+                        ..TimelineQuery::default()
+                    },
+                )
+                .expect("view");
+            assert_eq!(v.events, v.timeline.total, "no notes in these views");
+            v.timeline
+                .entries
+                .iter()
+                .rev()
+                .map(|e| e.activity.clone())
+                .collect()
+        }
+
+        /// The customer's events and traits as the whole-partition path gives them:
+        /// every partition's merged journeys, then the customer's range. The view used
+        /// to be computed like this; it must still show exactly the same.
+        fn through_journeys(app: &App, who: &str) -> String {
+            let id = app.resolve_customer(P, who).expect("resolve");
+            let spec = ScanSpec {
+                properties: VIEW_PROPERTIES.iter().map(|p| p.to_string()).collect(),
+                traits: app.store().trait_names(P),
+            };
+            let parts = app.journeys(P, &spec).expect("journeys");
+            let part = &parts[partition_of(P, id, parts.len() as u32) as usize];
+            let decoded = match part.customers.binary_search(&id) {
+                Ok(i) => decode(part, i),
+                Err(_) => (Vec::new(), Vec::new()),
+            };
+            format!("{decoded:?}")
+        }
+
+        fn through_keys(app: &App, who: &str) -> String {
+            let id = app.resolve_customer(P, who).expect("resolve");
+            let cluster = app.identities.cluster(app.store(), P, id).expect("cluster");
+            let properties: Vec<String> = VIEW_PROPERTIES.iter().map(|p| p.to_string()).collect();
+            let pieces = app
+                .store()
+                .key_journeys(P, &cluster.keys, &properties)
+                .expect("key journeys");
+            let decoded = decode_pieces(pieces.iter().map(|p| (p.journeys.as_ref(), p.index)));
+            format!("{decoded:?}")
+        }
+
+        #[test]
+        fn customer_view_sees_events_ingested_after_it_was_first_read() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let app = open(dir.path());
+            let ana = || email("ana");
+            let mut first = others(40, T0, "visit");
+            first.push(ev(T0, &[ana()], Channel::Web, "login"));
+            ingest(&app, first);
+            assert_eq!(activities(&app, "ana@example.com"), ["login"]);
+
+            let mut more = others(40, T0 + MIN, "visit_again");
+            more.push(ev(T0 + 2 * MIN, &[ana()], Channel::Web, "purchase"));
+            ingest(&app, more);
+            assert_eq!(activities(&app, "ana@example.com"), ["login", "purchase"]);
+
+            // Once compacted, then with new events in the log on top of the segments.
+            app.compact().expect("compact");
+            assert_eq!(activities(&app, "ana@example.com"), ["login", "purchase"]);
+            let mut later = others(40, T0 + 3 * MIN, "visit_later");
+            later.push(ev(T0 + 4 * MIN, &[ana()], Channel::Email, "email_opened"));
+            ingest(&app, later);
+            assert_eq!(
+                activities(&app, "ana@example.com"),
+                ["login", "purchase", "email_opened"]
+            );
+            assert_eq!(
+                activities(&app, "other7@example.com"),
+                ["visit", "visit_again", "visit_later"]
+            );
+        }
+
+        #[test]
+        fn customer_view_reads_only_the_partitions_of_its_keys() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let app = open(dir.path());
+            let mut events = others(200, T0, "visit");
+            events.push(ev(T0, &[email("ana")], Channel::Web, "login"));
+            ingest(&app, events);
+            app.compact().expect("compact");
+            ingest(&app, others(200, T0 + MIN, "visit_again"));
+            let before = app.store().load_counts();
+            assert_eq!(activities(&app, "ana@example.com"), ["login"]);
+            let after = app.store().load_counts();
+            assert_eq!(
+                after.partitions, before.partitions,
+                "no whole partition is built"
+            );
+            assert_eq!(
+                after.segment_partitions - before.segment_partitions,
+                1,
+                "one key: the segments of one partition"
+            );
+            // Ingest does not invalidate the segment part: the next view reads no file.
+            ingest(
+                &app,
+                vec![ev(T0 + 2 * MIN, &[email("ana")], Channel::Web, "logout")],
+            );
+            ingest(&app, others(200, T0 + 3 * MIN, "visit_later"));
+            assert_eq!(activities(&app, "ana@example.com"), ["login", "logout"]);
+            assert_eq!(app.store().load_counts(), after);
+        }
+
+        #[test]
+        fn customer_view_equals_the_view_of_merged_journeys() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let app = open(dir.path());
+            let ana = || email("ana");
+            let phone =
+                || Identifier::new(IdentifierKind::Phone, "+1 555 123 4567").expect("phone");
+            let crm = || Identifier::new(IdentifierKind::CrmId, "CRM-7").expect("crm");
+            let with = |e: Event, k: &str, v: &str| e.with_property(k, Value::Str(v.into()));
+            // Keys in different partitions, equal times across keys and within one, traits
+            // that change, numbers and texts.
+            let mut events = others(60, T0, "visit");
+            events.extend([
+                ev(T0, &[ana()], Channel::Web, "login")
+                    .with_trait("plan", Value::Str("basic".into())),
+                ev(T0, &[ana()], Channel::Web, "cart_added"),
+                with(
+                    ev(T0 + MIN, &[phone()], Channel::Phone, "call_ended"),
+                    "topic",
+                    "billing",
+                )
+                .with_property("wait_seconds", Value::Num(420.0))
+                .with_trait("plan", Value::Str("gold".into())),
+                ev(T0 + MIN, &[crm()], Channel::Other, "crm_note"),
+            ]);
+            ingest(&app, events);
+            app.compact().expect("compact");
+            ingest(
+                &app,
+                vec![
+                    ev(T0 + MIN, &[ana()], Channel::Web, "payment_failed")
+                        .with_property("outcome", Value::Str("failure".into())),
+                    ev(T0 + 2 * MIN, &[crm()], Channel::Other, "crm_updated")
+                        .with_trait("plan", Value::Str("premium".into()))
+                        .with_trait("tier", Value::Num(3.0)),
+                ],
+            );
+            let who = [
+                "ana@example.com",
+                "phone:+15551234567",
+                "crm_id:CRM-7",
+                "other3@example.com",
+            ];
+            for w in who {
+                assert_eq!(
+                    through_keys(&app, w),
+                    through_journeys(&app, w),
+                    "apart: {w}"
+                );
+            }
+            // Link the three keys (two by an event still in the log, one compacted later).
+            ingest(
+                &app,
+                vec![ev(
+                    T0 + 3 * MIN,
+                    &[crm(), ana(), phone()],
+                    Channel::Other,
+                    "crm_linked",
+                )],
+            );
+            let merged = through_keys(&app, "ana@example.com");
+            assert!(
+                merged.contains("call_ended") && merged.contains("crm_updated"),
+                "{merged}"
+            );
+            for w in who {
+                assert_eq!(
+                    through_keys(&app, w),
+                    through_journeys(&app, w),
+                    "merged: {w}"
+                );
+            }
+            app.compact().expect("compact");
+            ingest(
+                &app,
+                vec![ev(T0 + MIN, &[phone()], Channel::Sms, "sms_sent")],
+            );
+            for w in who {
+                assert_eq!(
+                    through_keys(&app, w),
+                    through_journeys(&app, w),
+                    "compacted: {w}"
+                );
+            }
+            app.unmerge(P, "phone:+15551234567").expect("unmerge");
+            for w in who {
+                assert_eq!(
+                    through_keys(&app, w),
+                    through_journeys(&app, w),
+                    "unmerged: {w}"
+                );
+            }
+            assert!(!through_keys(&app, "ana@example.com").contains("sms_sent"));
+        }
     }
 
     #[test]

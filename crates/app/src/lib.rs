@@ -4,10 +4,16 @@
 
 pub mod analysis;
 mod compactor;
+pub mod compare;
 pub mod config;
+pub mod conformance;
 pub mod customer;
+pub mod dead_letters;
+pub mod diagnostics;
 mod identities;
 pub mod import;
+pub mod keys;
+pub mod personas;
 pub mod resolve;
 pub mod stats;
 
@@ -19,8 +25,7 @@ use omnitrail_model::{
     Clock, CustomerId, Event, Identifier, ProjectId, SystemClock, Timestamp, ValidationError,
 };
 use omnitrail_store::{
-    partition_of, DeadLetter, ImportRecord, Journeys, NoteRow, ScanSpec, Store, StoreError,
-    StoreOptions,
+    DeadLetter, ImportRecord, Journeys, NoteRow, ScanSpec, Store, StoreError, StoreOptions,
 };
 use std::collections::HashMap;
 use std::io::Write;
@@ -116,6 +121,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     identities: identities::Identities,
     resolved: Mutex<HashMap<(ProjectId, ScanSpec), ResolvedEntry>>,
+    personas: personas::PersonaCache,
+    compact_after_events: usize,
 }
 
 /// Merged journeys of one scan, and the (store data version, identity generation) they
@@ -157,6 +164,8 @@ impl App {
             clock: opts.clock,
             identities,
             resolved: Mutex::new(HashMap::new()),
+            personas: Mutex::new(Vec::new()),
+            compact_after_events: opts.compact_after_events,
         })
     }
 
@@ -170,6 +179,16 @@ impl App {
 
     pub fn dir(&self) -> &Path {
         self.store.dir()
+    }
+
+    /// Events waiting in the ingest log for compaction, and the backlog at which
+    /// [`App::ingest`] stops to compact inline (twice the background threshold). A server
+    /// refuses ingest with a retry hint before that, instead of stalling requests.
+    pub fn ingest_backlog(&self) -> (usize, usize) {
+        (
+            self.store.uncompacted_events(),
+            self.compact_after_events.saturating_mul(2),
+        )
     }
 
     /// The one ingest path. Valid events are stored durably before this returns;
@@ -380,13 +399,17 @@ impl App {
             return Err(AppError::NotEmpty(existing));
         }
         let config_path = self.dir().join(config::CONFIG_FILE);
-        std::fs::write(&config_path, omnitrail_synth::DEMO_STAGES_TOML).map_err(|e| {
-            AppError::Io {
-                path: config_path.display().to_string(),
-                source: e,
-            }
+        let demo_config = format!(
+            "{}{}",
+            omnitrail_synth::DEMO_STAGES_TOML,
+            diagnostics::DEMO_DIAGNOSTICS_TOML
+        );
+        std::fs::write(&config_path, demo_config).map_err(|e| AppError::Io {
+            path: config_path.display().to_string(),
+            source: e,
         })?;
         self.config = Config::load(self.dir())?;
+        conformance::write_demo_designs(self.dir())?;
         // About 100k events a batch: big enough to share one fsync, small enough that
         // buffers are reused rather than freshly page-faulted.
         const CHUNK: u64 = 2_000;
@@ -476,19 +499,19 @@ impl App {
     ) -> Result<customer::CustomerView, AppError> {
         let id = self.resolve_customer(project, identifier)?;
         let cluster = self.identities.cluster(&self.store, project, id)?;
-        let spec = ScanSpec {
-            properties: customer::VIEW_PROPERTIES
-                .iter()
-                .map(|p| p.to_string())
-                .collect(),
-            traits: self.store.trait_names(project),
-        };
-        let parts = self.journeys(project, &spec)?;
-        let part = &parts[partition_of(project, id, parts.len() as u32) as usize];
-        let (events, traits) = match part.customers.binary_search(&id) {
-            Ok(i) => customer::decode(part, i),
-            Err(_) => (Vec::new(), Vec::new()),
-        };
+        // Only the cluster's keys are read: their segment rows from cached per-partition
+        // columns that ingest does not invalidate, their log records through the tail's
+        // key index. Merging them here orders events as the merged journeys of
+        // [`App::journeys`] would, without rebuilding every partition on each commit.
+        let properties: Vec<String> = customer::VIEW_PROPERTIES
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        let pieces = self
+            .store
+            .key_journeys(project, &cluster.keys, &properties)?;
+        let (events, traits) =
+            customer::decode_pieces(pieces.iter().map(|p| (p.journeys.as_ref(), p.index)));
         let keys: Vec<u64> = cluster.keys.iter().map(|k| k.0).collect();
         let notes: Vec<customer::Note> = self
             .store

@@ -2,7 +2,7 @@
 //!
 //! Each subcommand is an args struct with the shared [`CommonArgs`] flattened in, and a
 //! handler that calls [`analyze`] with what to load, what to compute and how to print it.
-//! `analyze` opens the data dir, parses the common options through the app, and also serves
+//! `run` opens the data dir once; `analyze` parses the common options through the app and serves
 //! the hidden `--repeat N` benchmark mode (load once, time N computations) for free. To add a
 //! subcommand: a variant in [`AnalysisCommand`], an args struct, a handler like [`map`].
 
@@ -19,11 +19,11 @@ use omnitrail_app::analysis::engine::{
     VariantOptions, Variants,
 };
 use omnitrail_app::analysis::{AnalysisInput, QueryOptions};
+use omnitrail_app::App;
 use omnitrail_model::journeys::ScanSpec;
 use omnitrail_model::{ProjectId, Timestamp};
 use serde_json::json;
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -48,6 +48,9 @@ pub struct CommonArgs {
     /// What a step is: activity, channel, touchpoint, stage or property:NAME.
     #[arg(long, value_name = "DIMENSION")]
     pub by: Option<String>,
+    /// Only the customers of this persona (key, p<N> or name; see `omnitrail personas`).
+    #[arg(long, value_name = "NAME")]
+    pub persona: Option<String>,
     /// Benchmark mode: load the data once, compute N times, print timings as JSON.
     #[arg(long, hide = true, value_name = "N")]
     pub repeat: Option<usize>,
@@ -66,6 +69,7 @@ impl CommonArgs {
             to: self.to,
             filter: self.filter.clone(),
             segment: self.segment.clone(),
+            persona: self.persona.clone(),
         }
     }
 }
@@ -132,25 +136,32 @@ pub struct ChannelsArgs {
     /// Longest gap between two events on different channels that counts as a switch.
     #[arg(long, default_value = "24h", value_name = "DURATION")]
     window: String,
+    /// Channel performance and preference (waits, resolution, repeat contacts, bot
+    /// containment, cost to serve) instead of switching.
+    #[arg(long)]
+    performance: bool,
+    #[command(flatten)]
+    performance_args: crate::diagnostics::PerformanceArgs,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
 
-pub fn run(data: &Path, command: AnalysisCommand) -> Result<()> {
+pub fn run(app: &App, command: AnalysisCommand) -> Result<()> {
     match command {
-        AnalysisCommand::Map(args) => map(data, args),
-        AnalysisCommand::Variants(args) => variants(data, args),
-        AnalysisCommand::Channels(args) => channels(data, args),
-        AnalysisCommand::Paths(args) => paths(data, args),
-        AnalysisCommand::Funnel(args) => funnel(data, args),
+        AnalysisCommand::Map(args) => map(app, args),
+        AnalysisCommand::Variants(args) => variants(app, args),
+        AnalysisCommand::Channels(args) => channels(app, args),
+        AnalysisCommand::Paths(args) => paths(app, args),
+        AnalysisCommand::Funnel(args) => funnel(app, args),
     }
 }
 
-/// Opens the data dir, loads what the query needs (the query's own columns plus
-/// `extra(query)`), computes, and renders, or with `--repeat N` computes N times over the
-/// loaded data and prints the timings instead.
+/// Loads what the query needs (the query's own columns plus `extra(query)`), computes, and
+/// renders, or with `--repeat N` computes N times over the loaded data and prints the
+/// timings instead. The app is opened once per command by `run`, so handlers can read
+/// settings (configuration, personas) from it before the analysis loads its columns.
 pub fn analyze<T>(
-    data: &Path,
+    app: &App,
     name: &str,
     common: &CommonArgs,
     extra: impl FnOnce(&Query) -> ScanSpec,
@@ -158,7 +169,6 @@ pub fn analyze<T>(
     render: impl FnOnce(T) -> Result<()>,
 ) -> Result<()> {
     let started = Instant::now();
-    let app = crate::open_existing(data)?;
     let query = app.parse_query(&common.query_options())?;
     let extra = extra(&query);
     let input = app.analysis_input(ProjectId::DEFAULT, query, &extra)?;
@@ -189,13 +199,13 @@ pub fn analyze<T>(
     Ok(())
 }
 
-fn map(data: &Path, args: MapArgs) -> Result<()> {
+fn map(app: &App, args: MapArgs) -> Result<()> {
     let options = MapOptions {
         node_coverage: args.node_coverage,
         edge_coverage: args.edge_coverage,
     };
     analyze(
-        data,
+        app,
         "map",
         &args.common,
         |_| ScanSpec::default(),
@@ -218,10 +228,10 @@ fn map(data: &Path, args: MapArgs) -> Result<()> {
     )
 }
 
-fn variants(data: &Path, args: VariantsArgs) -> Result<()> {
+fn variants(app: &App, args: VariantsArgs) -> Result<()> {
     let options = VariantOptions { top: args.top };
     analyze(
-        data,
+        app,
         "variants",
         &args.common,
         variants_scan,
@@ -236,14 +246,22 @@ fn variants(data: &Path, args: VariantsArgs) -> Result<()> {
     )
 }
 
-fn channels(data: &Path, args: ChannelsArgs) -> Result<()> {
+fn channels(app: &App, args: ChannelsArgs) -> Result<()> {
+    if args.performance {
+        return crate::diagnostics::channel_performance(
+            app,
+            &args.common,
+            &args.performance_args,
+            args.format,
+        );
+    }
     if args.common.by.is_some() || args.common.case.is_some() {
         bail!("channels works on each customer's whole journey by channel; --by and --case do not apply");
     }
     let window = parse_duration(&args.window).context("--window")?;
     let options = ChannelOptions { window };
     analyze(
-        data,
+        app,
         "channels",
         &args.common,
         |_| ScanSpec::default(),
@@ -631,7 +649,7 @@ pub struct FunnelArgs {
     format: Format,
 }
 
-fn paths(data: &Path, args: PathsArgs) -> Result<()> {
+fn paths(app: &App, args: PathsArgs) -> Result<()> {
     let options = PathOptions {
         anchor: args.anchor.clone(),
         direction: if args.backward {
@@ -648,7 +666,7 @@ fn paths(data: &Path, args: PathsArgs) -> Result<()> {
         top: args.top,
     };
     analyze(
-        data,
+        app,
         "paths",
         &args.common,
         |_| ScanSpec::default(),
@@ -671,7 +689,7 @@ fn funnel_steps(texts: &[String], option: &str) -> Result<Vec<FunnelStep>> {
         .collect()
 }
 
-fn funnel(data: &Path, args: FunnelArgs) -> Result<()> {
+fn funnel(app: &App, args: FunnelArgs) -> Result<()> {
     let options = FunnelOptions {
         steps: funnel_steps(&args.steps, "--step")?,
         mode: match args.mode {
@@ -698,7 +716,7 @@ fn funnel(data: &Path, args: FunnelArgs) -> Result<()> {
         }),
     };
     analyze(
-        data,
+        app,
         "funnel",
         &args.common,
         |query| funnel_scan(query, &options),

@@ -2,12 +2,17 @@
 
 mod analysis;
 mod customer;
+mod design;
+mod diagnostics;
+mod keys;
 mod output;
+mod serve;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use omnitrail_app::import::{ColumnMapping, Format, ImportOptions, TextEncoding};
+use omnitrail_app::keys::KeyKind;
 use omnitrail_app::{App, AppError, AppOptions, SynthConfig};
 use omnitrail_model::{Channel, IdentifierKind, ProjectId};
 use std::io::IsTerminal;
@@ -49,12 +54,21 @@ enum Command {
         /// Seed: the same seed always gives the same data.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Only generate; do not go on to serve (the server arrives with its own command).
+        /// Only generate; do not go on to serve.
         #[arg(long)]
         no_serve: bool,
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
+        #[command(flatten)]
+        serve: serve::ServeArgs,
     },
+    /// The HTTP server: collectors (native and Segment-compatible), query API, metrics.
+    Serve(serve::ServeArgs),
+    /// Create, list and revoke API keys (works while a server runs).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Print the server's OpenAPI document (JSON).
+    Openapi,
     /// Import event files: CSV/TSV, NDJSON, Parquet, XES (.xes, .xes.gz).
     Import(Box<ImportArgs>),
     /// Counts by channel, activity and stage; customers, time range, storage size.
@@ -76,6 +90,10 @@ enum Command {
     },
     #[command(flatten)]
     Analysis(analysis::AnalysisCommand),
+    #[command(flatten)]
+    Diagnostics(diagnostics::DiagnosticsCommand),
+    #[command(flatten)]
+    Design(design::DesignCommand),
 }
 
 #[derive(Args)]
@@ -194,7 +212,20 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             no_serve,
             format,
-        } => demo(&cli.data, customers, seed, no_serve, format),
+            serve,
+        } => demo(
+            &cli.data,
+            customers,
+            seed,
+            (!no_serve).then_some(serve),
+            format,
+        ),
+        Command::Serve(args) => serve::serve(open(&cli.data)?, &args),
+        Command::Keys(command) => keys::run(&cli.data, command),
+        Command::Openapi => {
+            serve::openapi();
+            Ok(())
+        }
         Command::Import(args) => import(&cli.data, *args),
         Command::Stats { format } => {
             let app = open_existing(&cli.data)?;
@@ -213,7 +244,9 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Analysis(command) => analysis::run(&cli.data, command),
+        Command::Analysis(command) => analysis::run(&open_existing(&cli.data)?, command),
+        Command::Diagnostics(command) => diagnostics::run(&open_existing(&cli.data)?, command),
+        Command::Design(command) => design::run(&open_existing(&cli.data)?, command),
         Command::Customer(args) => customer::customer(&open_existing(&cli.data)?, args),
         Command::Note(command) => customer::note(&open_existing(&cli.data)?, command),
         Command::Unmerge { identifier } => {
@@ -239,11 +272,13 @@ fn progress_bar(json: bool, len: u64, template: &str) -> ProgressBar {
     bar
 }
 
+/// Generates (into an empty data dir), shows the stats, then serves unless `serve` is
+/// `None` (`--no-serve`).
 fn demo(
     data: &Path,
     customers: u64,
     seed: u64,
-    no_serve: bool,
+    serve: Option<serve::ServeArgs>,
     format: OutputFormat,
 ) -> Result<()> {
     let json = format == OutputFormat::Json;
@@ -282,11 +317,20 @@ fn demo(
         }
         Err(e) => return Err(e.into()),
     }
-    if no_serve && !json {
+    let Some(serve) = serve else {
+        if json {
+            output::stats(&app.stats(ProjectId::DEFAULT)?, json);
+        }
         return Ok(());
-    }
+    };
     output::stats(&app.stats(ProjectId::DEFAULT)?, json);
-    Ok(())
+    // Fresh keys every run: stored keys are hashes and cannot be shown again.
+    let write = app.create_key("default", KeyKind::Write, "demo")?;
+    let secret = app.create_key("default", KeyKind::Secret, "demo")?;
+    println!();
+    println!("write key (send events):   {}", write.key);
+    println!("secret key (query API):    {}", secret.key);
+    serve::serve(app, &serve)
 }
 
 fn split_pair(text: &str, flag: &str) -> Result<(String, String)> {

@@ -162,6 +162,7 @@ fn demo_generates_once_and_stats_show_channels_and_stages() {
         data.path(),
         &[
             "demo",
+            "--no-serve",
             "--customers",
             "300",
             "--seed",
@@ -184,7 +185,14 @@ fn demo_generates_once_and_stats_show_channels_and_stages() {
     // A second run finds data and leaves it alone.
     let again = ok_json(
         data.path(),
-        &["demo", "--customers", "50", "--format", "json"],
+        &[
+            "demo",
+            "--no-serve",
+            "--customers",
+            "50",
+            "--format",
+            "json",
+        ],
     );
     assert_eq!(again["events"].as_u64(), Some(events));
 }
@@ -197,6 +205,7 @@ fn demo_is_deterministic_by_seed() {
         a.path(),
         &[
             "demo",
+            "--no-serve",
             "--customers",
             "200",
             "--seed",
@@ -209,6 +218,7 @@ fn demo_is_deterministic_by_seed() {
         b.path(),
         &[
             "demo",
+            "--no-serve",
             "--customers",
             "200",
             "--seed",

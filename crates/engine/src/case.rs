@@ -109,6 +109,8 @@ struct PartitionPlan {
     case_key: CaseKey,
     filter: Option<CompiledFilter>,
     segment: Option<CompiledSegment>,
+    /// Which customers (by index) the query's customer set keeps; `None` keeps everyone.
+    members: Option<Vec<bool>>,
     /// Every event's global step code, when no filter or case key can drop events: cases
     /// are then slices of it, and every analysis pass over the query skips the mapping.
     codes: Option<Vec<u32>>,
@@ -301,6 +303,10 @@ impl<'a> Prepared<'a> {
                         })?),
                         None => None,
                     };
+                let members = query
+                    .customers
+                    .as_ref()
+                    .map(|set| j.customers.iter().map(|&c| set.contains(c)).collect());
                 let steps = local.into_map(&global);
                 let filtered = filter.as_ref().is_some_and(|f| !f.always_matches());
                 let codes = (!filtered && !matches!(case, CaseSplit::Property(_)))
@@ -311,6 +317,7 @@ impl<'a> Prepared<'a> {
                     case_key: case_key(j, case),
                     filter,
                     segment,
+                    members,
                     codes,
                     has_skip,
                 })
@@ -439,6 +446,9 @@ impl<'a> Prepared<'a> {
             scratch,
         } = buf;
         for ci in chunk.customers.clone() {
+            if plan.members.as_ref().is_some_and(|m| !m[ci]) {
+                continue;
+            }
             if let Some(seg) = &plan.segment {
                 if !seg.matches(ci) {
                     continue;

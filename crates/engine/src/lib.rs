@@ -6,12 +6,22 @@
 //! parallel and merged in a fixed order, so results are deterministic.
 
 pub mod case;
+pub mod channel_performance;
 pub mod channels;
+pub mod compare;
+pub mod conformance;
+pub mod emotion;
 pub mod expr;
+pub mod friction;
 pub mod funnel;
+pub mod handoffs;
+pub mod journey_map;
+pub mod lifecycle;
 pub mod paths;
+pub mod personas;
 pub mod process_map;
 pub mod query;
+pub mod root_cause;
 pub mod stats;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -20,6 +30,7 @@ pub mod variants;
 pub use case::{Case, Prepared};
 pub use channels::{channel_switching, ChannelOptions, ChannelSwitching};
 pub use process_map::{process_map, MapOptions, ProcessMap};
+pub use query::CustomerSet;
 pub use query::{format_duration, parse_duration, CaseSplit, Query, Stages, StepDimension};
 pub use variants::{variants, variants_scan, VariantOptions, Variants};
 
@@ -47,4 +58,6 @@ pub enum EngineError {
         option: &'static str,
         reason: String,
     },
+    #[error("designed journey '{design}': {reason}")]
+    InvalidDesign { design: String, reason: String },
 }

@@ -4,9 +4,11 @@
 use crate::expr::{EventFilter, Segment};
 use crate::EngineError;
 use omnitrail_model::journeys::ScanSpec;
+use omnitrail_model::CustomerId;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Microseconds per unit of the duration syntax `30s 15m 2h 7d 4w`.
 const SECOND: i64 = 1_000_000;
@@ -201,6 +203,44 @@ impl Stages {
     }
 }
 
+/// A fixed set of customers (e.g. one persona's), kept sorted for lookups.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CustomerSet {
+    sorted: Vec<CustomerId>,
+}
+
+impl CustomerSet {
+    /// The set of `customers`, in any order, duplicates allowed.
+    pub fn new(mut customers: Vec<CustomerId>) -> CustomerSet {
+        customers.sort_unstable();
+        customers.dedup();
+        CustomerSet { sorted: customers }
+    }
+
+    pub fn contains(&self, customer: CustomerId) -> bool {
+        self.sorted.binary_search(&customer).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+
+    /// The customers in id order.
+    pub fn customers(&self) -> &[CustomerId] {
+        &self.sorted
+    }
+}
+
+impl FromIterator<CustomerId> for CustomerSet {
+    fn from_iter<I: IntoIterator<Item = CustomerId>>(iter: I) -> CustomerSet {
+        CustomerSet::new(iter.into_iter().collect())
+    }
+}
+
 /// One analysis query. `from` is inclusive, `to` exclusive (µs UTC); `now` is the injected
 /// clock that relative segment conditions (`within 7d`) measure from.
 #[derive(Clone, Debug)]
@@ -211,6 +251,9 @@ pub struct Query {
     pub to: Option<i64>,
     pub filter: Option<EventFilter>,
     pub segment: Option<Segment>,
+    /// Only these customers (whole customers kept or dropped, like the segment); e.g. the
+    /// members of one persona.
+    pub customers: Option<Arc<CustomerSet>>,
     pub now: i64,
 }
 
@@ -224,6 +267,7 @@ impl Query {
             to: None,
             filter: None,
             segment: None,
+            customers: None,
             now,
         }
     }

@@ -20,7 +20,7 @@ pub mod segment;
 pub use durability::{Durability, OsDurability};
 pub use log::LogRecord;
 pub use manifest::{Manifest, SegmentMeta, DEFAULT_PARTITIONS, FORMAT_VERSION};
-pub use meta::{DeadLetter, EvidenceRow, ImportRecord, Meta, NoteRow};
+pub use meta::{ApiKeyRow, DeadLetter, EvidenceRow, ImportRecord, Meta, NoteRow};
 pub use omnitrail_model::journeys::{Dictionary, Journeys, PropertyColumn, ScanSpec};
 
 use index::{CustomerKeys, DedupSet};
@@ -32,6 +32,7 @@ use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 #[derive(Debug, thiserror::Error)]
@@ -148,25 +149,124 @@ struct IngestState {
     next_customer: u64,
 }
 
+/// What reads of a few keys need to find in a run of log records without scanning it.
+/// Kept per log file, so that compaction drops a sealed file's index with its records.
+#[derive(Default)]
+struct TailIndex {
+    /// Positions in the run of each (project, key)'s records, in log order.
+    by_key: HashMap<(ProjectId, CustomerId), Vec<u32>>,
+    /// Per project, each trait name with the first sequence number that carries it: a
+    /// name is visible once that record is durable.
+    traits: HashMap<ProjectId, BTreeMap<String, u64>>,
+}
+
+impl TailIndex {
+    fn of(records: &[LogRecord]) -> TailIndex {
+        let mut index = TailIndex::default();
+        for (pos, r) in records.iter().enumerate() {
+            index.add(pos, r);
+        }
+        index
+    }
+
+    fn add(&mut self, pos: usize, r: &LogRecord) {
+        // A log file never holds 4G records: files are sealed at every compaction, which
+        // the app runs every few million events.
+        let pos = u32::try_from(pos).expect("a log file holds fewer than 2^32 records");
+        self.by_key
+            .entry((r.project, r.customer))
+            .or_default()
+            .push(pos);
+        if !r.event.traits.is_empty() {
+            let names = self.traits.entry(r.project).or_default();
+            for name in r.event.traits.keys() {
+                if !names.contains_key(name.as_str()) {
+                    names.insert(name.to_string(), r.seq);
+                }
+            }
+        }
+    }
+}
+
+/// A log file that is closed but not yet compacted.
+#[derive(Clone)]
+struct Sealed {
+    path: PathBuf,
+    records: Arc<Vec<LogRecord>>,
+    index: Arc<TailIndex>,
+}
+
 #[derive(Default)]
 struct Tail {
-    /// Records of log files that are closed but not yet compacted.
-    sealed: Vec<(PathBuf, Arc<Vec<LogRecord>>)>,
-    /// Records of the log file being appended to.
+    sealed: Vec<Sealed>,
+    /// Records of the log file being appended to, and their index.
     active: Vec<LogRecord>,
+    active_index: TailIndex,
 }
 
 impl Tail {
     fn len(&self) -> usize {
-        self.active.len() + self.sealed.iter().map(|(_, r)| r.len()).sum::<usize>()
+        self.active.len() + self.sealed.iter().map(|s| s.records.len()).sum::<usize>()
     }
     fn records(&self) -> impl Iterator<Item = &LogRecord> {
         self.sealed
             .iter()
-            .flat_map(|(_, r)| r.iter())
+            .flat_map(|s| s.records.iter())
             .chain(self.active.iter())
     }
+    /// Each run of records with its index, in log order.
+    fn runs(&self) -> impl Iterator<Item = (&[LogRecord], &TailIndex)> {
+        self.sealed
+            .iter()
+            .map(|s| (s.records.as_slice(), s.index.as_ref()))
+            .chain(std::iter::once((
+                self.active.as_slice(),
+                &self.active_index,
+            )))
+    }
+    fn append(&mut self, records: Vec<LogRecord>) {
+        let start = self.active.len();
+        for (i, r) in records.iter().enumerate() {
+            self.active_index.add(start + i, r);
+        }
+        self.active.extend(records);
+    }
+    /// Moves the active records (and their index) into a sealed run.
+    fn seal(&mut self, path: PathBuf) {
+        let records = std::mem::take(&mut self.active);
+        let index = std::mem::take(&mut self.active_index);
+        self.sealed.push(Sealed {
+            path,
+            records: Arc::new(records),
+            index: Arc::new(index),
+        });
+    }
 }
+
+/// One write-time key's events in one source: customer `index` of `journeys`. See
+/// [`Store::key_journeys`].
+#[derive(Clone, Debug)]
+pub struct KeyPiece {
+    pub key: CustomerId,
+    pub journeys: Arc<Journeys>,
+    pub index: usize,
+}
+
+/// How often the store built columnar journeys from disk, for tests and diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadCounts {
+    /// Whole-partition builds of segments and log tail ([`Store::journeys`], [`Store::scan`]).
+    pub partitions: u64,
+    /// Segment-only partition builds for [`Store::key_journeys`].
+    pub segment_partitions: u64,
+}
+
+/// Segment-only journeys of one (project, partition, properties), built at a manifest
+/// version. The slot's own lock makes concurrent readers of a partition wait for one
+/// build instead of each reading the same Parquet files.
+type SegmentSlot = Arc<Mutex<Option<(u64, Arc<Journeys>)>>>;
+/// (project, partition, properties) of segment-only journeys.
+type SegmentKey = (ProjectId, u32, Vec<String>);
 
 type CacheKey = (ProjectId, u32, ScanSpec);
 /// A cached scan and the (manifest version, durable seq end) it was built at.
@@ -182,6 +282,9 @@ pub struct Store {
     manifest: RwLock<Arc<Manifest>>,
     compaction: Mutex<()>,
     cache: Mutex<HashMap<CacheKey, CacheEntry>>,
+    segment_cache: Mutex<HashMap<SegmentKey, SegmentSlot>>,
+    partition_loads: AtomicU64,
+    segment_loads: AtomicU64,
     report: OpenReport,
     _lock: File,
 }
@@ -296,12 +399,17 @@ impl Store {
             }
             report.replayed += records.len() as u64;
             if is_last {
+                tail.active_index = TailIndex::of(&records);
                 tail.active = records;
                 active = Some((path.clone(), read.valid_len));
             } else if records.is_empty() {
                 std::fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
             } else {
-                tail.sealed.push((path.clone(), Arc::new(records)));
+                tail.sealed.push(Sealed {
+                    path: path.clone(),
+                    index: Arc::new(TailIndex::of(&records)),
+                    records: Arc::new(records),
+                });
             }
         }
         let log_file = match active {
@@ -323,6 +431,9 @@ impl Store {
             manifest: RwLock::new(Arc::new(manifest)),
             compaction: Mutex::new(()),
             cache: Mutex::new(HashMap::new()),
+            segment_cache: Mutex::new(HashMap::new()),
+            partition_loads: AtomicU64::new(0),
+            segment_loads: AtomicU64::new(0),
             report,
             _lock: lock_file,
         })
@@ -409,7 +520,7 @@ impl Store {
             customers: Vec::with_capacity(events.len()),
             ..IngestOutcome::default()
         };
-        let ticket = {
+        let ticket = 'locked: {
             let mut st = lock(&self.ingest);
             if st.indexes.is_none() {
                 let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
@@ -443,7 +554,10 @@ impl Store {
                 outcome.customers.push(Some(customer));
             }
             if records.is_empty() {
-                return Ok(outcome);
+                // Every event is a duplicate, but its first copy may still be on its way
+                // to disk in another caller's batch: wait for everything queued so far, so
+                // that "duplicate" never acknowledges an event that is not durable yet.
+                break 'locked self.commit.issued();
             }
             outcome.stored = records.len() as u64;
             let max_seq = records.last().map(|r| r.seq).unwrap_or(0);
@@ -459,8 +573,7 @@ impl Store {
             self.tail
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .active
-                .extend(records);
+                .append(records);
             self.commit.enqueue(frames, max_seq)?
         };
         self.commit.wait_durable(ticket)?;
@@ -516,8 +629,7 @@ impl Store {
             let mut tail = self.tail.write().unwrap_or_else(|p| p.into_inner());
             if !tail.active.is_empty() {
                 let old = self.commit.rotate(&self.dir.join(LOG_DIR), st.next_seq)?;
-                let records = std::mem::take(&mut tail.active);
-                tail.sealed.push((old, Arc::new(records)));
+                tail.seal(old);
             }
             if tail.sealed.is_empty() {
                 return Ok(report);
@@ -526,7 +638,7 @@ impl Store {
             (st.next_seq, st.next_customer, sealed)
         };
 
-        let all: Vec<&LogRecord> = sealed.iter().flat_map(|(_, r)| r.iter()).collect();
+        let all: Vec<&LogRecord> = sealed.iter().flat_map(|s| s.records.iter()).collect();
         let dedup: Vec<u128> = all
             .par_iter()
             .filter_map(|r| Some(index::dedup_key(r.project, r.event.event_id.as_deref()?)))
@@ -582,14 +694,16 @@ impl Store {
         next.next_file_id = next_file_id;
         next.save(&self.dir, d.as_ref())?;
         let written_at = started.elapsed();
-        let done: Vec<PathBuf> = sealed.iter().map(|(p, _)| p.clone()).collect();
+        let done: Vec<PathBuf> = sealed.iter().map(|s| s.path.clone()).collect();
         let compacted = {
             let mut tail = self.tail.write().unwrap_or_else(|p| p.into_inner());
             *self.manifest.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
-            let (compacted, kept) = std::mem::take(&mut tail.sealed)
+            let (compacted, kept): (Vec<Sealed>, Vec<Sealed>) = std::mem::take(&mut tail.sealed)
                 .into_iter()
-                .partition(|(p, _)| done.contains(p));
+                .partition(|s| done.contains(&s.path));
             tail.sealed = kept;
+            // Segment-only journeys of the old manifest are never read again.
+            lock(&self.segment_cache).clear();
             compacted
         };
         for p in &done {
@@ -739,6 +853,7 @@ impl Store {
             &mut *self.manifest.write().unwrap_or_else(|p| p.into_inner()),
             Arc::new(next),
         );
+        lock(&self.segment_cache).clear();
         let current = self.manifest();
         for s in &old.segments {
             if !current.segments.iter().any(|c| c.file == s.file) {
@@ -834,11 +949,167 @@ impl Store {
         for s in manifest.segments_of(project, partition) {
             b.add_segment(&self.dir.join(&s.file))?;
         }
+        self.partition_loads.fetch_add(1, Ordering::Relaxed);
         let j = Arc::new(b.finish());
         if cached {
             lock(&self.cache).insert((project, partition, spec.clone()), (stamp, j.clone()));
         }
         Ok(j)
+    }
+
+    /// The events of some write-time keys, without building whole partitions from the log
+    /// tail: for reads of one customer while events stream in. Each key's segment rows
+    /// come from its partition's segment-only journeys, cached until the manifest changes
+    /// (compaction), and its durable log records are found through the tail's per-key
+    /// index. Properties are `properties`; traits are every trait the pieces' events carry.
+    ///
+    /// Pieces are in key order, and a key's segment piece before its log piece: every
+    /// segment row of a key was stored before its rows still in the log, so concatenating a
+    /// key's pieces keeps (time, sequence) order among equal times. Keys without events
+    /// have no piece.
+    pub fn key_journeys(
+        &self,
+        project: ProjectId,
+        keys: &[CustomerId],
+        properties: &[String],
+    ) -> Result<Vec<KeyPiece>, StoreError> {
+        // A merge may delete a segment between reading the manifest and reading the file;
+        // the newer manifest then names its replacement, so read again.
+        let mut attempts = 0;
+        loop {
+            let version = self.manifest().version;
+            match self.load_key_journeys(project, keys, properties) {
+                Err(e) if attempts < 3 && self.manifest().version != version => {
+                    tracing::debug!("key read raced a compaction, reading again: {e}");
+                    attempts += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn load_key_journeys(
+        &self,
+        project: ProjectId,
+        keys: &[CustomerId],
+        properties: &[String],
+    ) -> Result<Vec<KeyPiece>, StoreError> {
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        // The manifest and the tail are read under one lock, so a compaction that moves
+        // records from the tail into segments is seen either wholly or not at all.
+        let (manifest, tails) = {
+            let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
+            let manifest = self.manifest();
+            let durable = self.commit.durable_seq_end();
+            let mut records: BTreeMap<u32, Vec<&LogRecord>> = BTreeMap::new();
+            for (run, index) in tail.runs() {
+                for &key in &keys {
+                    let Some(positions) = index.by_key.get(&(project, key)) else {
+                        continue;
+                    };
+                    let partition = partition_of(project, key, manifest.partitions);
+                    records.entry(partition).or_default().extend(
+                        positions
+                            .iter()
+                            .map(|&pos| &run[pos as usize])
+                            .filter(|r| r.seq < durable),
+                    );
+                }
+            }
+            // A handful of records: built under the lock rather than copied out of it.
+            let tails: BTreeMap<u32, Arc<Journeys>> = records
+                .into_iter()
+                .filter(|(_, rs)| !rs.is_empty())
+                .map(|(partition, rs)| {
+                    let spec = ScanSpec {
+                        properties: properties.to_vec(),
+                        traits: trait_names(rs.iter().map(|r| &r.event)),
+                    };
+                    let mut b = journeys::JourneysBuilder::new(project, partition, &spec);
+                    for r in rs {
+                        b.add_record(r);
+                    }
+                    (partition, Arc::new(b.finish()))
+                })
+                .collect();
+            (manifest, tails)
+        };
+        let mut segments: BTreeMap<u32, Arc<Journeys>> = BTreeMap::new();
+        let mut pieces = Vec::new();
+        for key in keys {
+            let partition = partition_of(project, key, manifest.partitions);
+            let seg = match segments.get(&partition) {
+                Some(j) => j.clone(),
+                None => {
+                    let j = self.segment_journeys(project, partition, properties, &manifest)?;
+                    segments.insert(partition, j.clone());
+                    j
+                }
+            };
+            for j in [Some(&seg), tails.get(&partition)].into_iter().flatten() {
+                if let Ok(index) = j.customers.binary_search(&key) {
+                    pieces.push(KeyPiece {
+                        key,
+                        journeys: j.clone(),
+                        index,
+                    });
+                }
+            }
+        }
+        Ok(pieces)
+    }
+
+    /// The columnar journeys of one partition's segments alone, as of `manifest`, with
+    /// every trait the segments hold. Cached per manifest version: ingest does not change
+    /// them, only compaction does.
+    fn segment_journeys(
+        &self,
+        project: ProjectId,
+        partition: u32,
+        properties: &[String],
+        manifest: &Manifest,
+    ) -> Result<Arc<Journeys>, StoreError> {
+        let slot = lock(&self.segment_cache)
+            .entry((project, partition, properties.to_vec()))
+            .or_default()
+            .clone();
+        let mut built = lock(&slot);
+        if let Some((version, j)) = &*built {
+            if *version == manifest.version {
+                return Ok(j.clone());
+            }
+        }
+        let segments: Vec<&SegmentMeta> = manifest.segments_of(project, partition).collect();
+        let spec = ScanSpec {
+            properties: properties.to_vec(),
+            traits: segments
+                .iter()
+                .flat_map(|s| s.traits.iter().cloned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
+        let mut b = journeys::JourneysBuilder::new(project, partition, &spec);
+        for s in segments {
+            b.add_segment(&self.dir.join(&s.file))?;
+        }
+        self.segment_loads.fetch_add(1, Ordering::Relaxed);
+        let j = Arc::new(b.finish());
+        // A reader that raced a compaction may build an older version: keep the newest.
+        if built.as_ref().is_none_or(|(v, _)| *v < manifest.version) {
+            *built = Some((manifest.version, j.clone()));
+        }
+        Ok(j)
+    }
+
+    /// How many partitions were built from disk since open.
+    pub fn load_counts(&self) -> LoadCounts {
+        LoadCounts {
+            partitions: self.partition_loads.load(Ordering::Relaxed),
+            segment_partitions: self.segment_loads.load(Ordering::Relaxed),
+        }
     }
 
     /// Whether any durable record still in the log matches `f`.
@@ -879,19 +1150,23 @@ impl Store {
         Ok(out)
     }
 
-    /// The names of every trait a project's events carry, sorted.
+    /// The names of every trait a project's events carry, sorted. Reads the tail's trait
+    /// index and the manifest, never the records.
     pub fn trait_names(&self, project: ProjectId) -> Vec<String> {
-        let mut names: BTreeSet<String> = {
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        {
             let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
             let durable = self.commit.durable_seq_end();
-            trait_names(
-                tail.records()
-                    .filter(|r| r.project == project && r.seq < durable)
-                    .map(|r| &r.event),
-            )
-            .into_iter()
-            .collect()
-        };
+            for (_, index) in tail.runs() {
+                if let Some(run) = index.traits.get(&project) {
+                    names.extend(
+                        run.iter()
+                            .filter(|(_, &first)| first < durable)
+                            .map(|(name, _)| name.clone()),
+                    );
+                }
+            }
+        }
         for s in self
             .manifest()
             .segments

@@ -275,6 +275,11 @@ impl GroupCommit {
         Ok(st.issued)
     }
 
+    /// The last ticket handed out: waiting on it waits for everything queued so far.
+    pub fn issued(&self) -> u64 {
+        lock(&self.state).issued
+    }
+
     /// Returns once the ticket's frames are on disk, or with the error that made that
     /// impossible. Errors poison the log: the process must restart and replay.
     pub fn wait_durable(&self, ticket: u64) -> Result<(), StoreError> {

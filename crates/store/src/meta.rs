@@ -1,6 +1,10 @@
 //! The metadata database (SQLite): projects, import history, dead letters, identity
-//! evidence and keys, and agent notes. Event data never lives here; this holds the small
-//! operational records around it.
+//! evidence and keys, agent notes and API keys. Event data never lives here; this holds the
+//! small operational records around it.
+//!
+//! Several processes may open it at once (a running server and `omnitrail keys`): WAL mode
+//! lets readers and one writer work side by side, and a busy timeout makes a second writer
+//! wait for the first instead of failing.
 
 use crate::StoreError;
 use omnitrail_model::{ProjectId, Timestamp};
@@ -8,7 +12,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
 pub const META_FILE: &str = "meta.sqlite";
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
+/// How long a write waits for another process's write transaction to finish.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Meta {
     conn: Connection,
@@ -68,6 +74,21 @@ pub struct NoteRow {
     pub event: Option<String>,
 }
 
+/// An API key as stored: never the key itself, only its public prefix and its SHA-256.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiKeyRow {
+    pub id: i64,
+    pub project: ProjectId,
+    pub project_name: String,
+    /// `write` or `secret`; the app gives it meaning.
+    pub kind: String,
+    pub prefix: String,
+    pub hash: Vec<u8>,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
 fn sql(e: rusqlite::Error) -> StoreError {
     StoreError::Meta(e.to_string())
 }
@@ -75,6 +96,7 @@ fn sql(e: rusqlite::Error) -> StoreError {
 impl Meta {
     pub fn open(path: &Path) -> Result<Meta, StoreError> {
         let conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         // WAL + synchronous=FULL: a committed transaction survives power loss.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -177,6 +199,28 @@ impl Meta {
             )
             .map_err(sql)?;
         }
+        if version < 4 {
+            // API keys are stored as SHA-256 hashes, looked up by their public prefix.
+            // A dead letter replayed into the store keeps its row, marked with the time.
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE api_keys (
+                   id INTEGER PRIMARY KEY,
+                   project INTEGER NOT NULL REFERENCES projects(id),
+                   kind TEXT NOT NULL,
+                   prefix TEXT NOT NULL,
+                   hash BLOB NOT NULL,
+                   name TEXT NOT NULL DEFAULT '',
+                   created_at INTEGER NOT NULL,
+                   revoked_at INTEGER
+                 );
+                 CREATE INDEX api_keys_by_prefix ON api_keys(prefix);
+                 ALTER TABLE dead_letters ADD COLUMN replayed_at INTEGER;
+                 PRAGMA user_version = 4;
+                 COMMIT;",
+            )
+            .map_err(sql)?;
+        }
         Ok(Meta { conn })
     }
 
@@ -214,6 +258,108 @@ impl Meta {
             .map_err(sql)
     }
 
+    pub fn project_by_name(&self, name: &str) -> Result<Option<ProjectId>, StoreError> {
+        self.conn
+            .query_row("SELECT id FROM projects WHERE name = ?1", [name], |r| {
+                Ok(ProjectId(r.get(0)?))
+            })
+            .optional()
+            .map_err(sql)
+    }
+
+    /// The project called `name`, created (with the next free id) if there is none.
+    pub fn ensure_project_named(
+        &mut self,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<ProjectId, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let found = tx
+            .query_row("SELECT id FROM projects WHERE name = ?1", [name], |r| {
+                r.get::<_, u32>(0)
+            })
+            .optional()
+            .map_err(sql)?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                tx.execute(
+                    "INSERT INTO projects (id, name, created_at)
+                     VALUES ((SELECT coalesce(max(id), 0) + 1 FROM projects), ?1, ?2)",
+                    params![name, now.as_micros()],
+                )
+                .map_err(sql)?;
+                tx.query_row("SELECT id FROM projects WHERE name = ?1", [name], |r| {
+                    r.get::<_, u32>(0)
+                })
+                .map_err(sql)?
+            }
+        };
+        tx.commit().map_err(sql)?;
+        Ok(ProjectId(id))
+    }
+
+    /// Stores a new API key (its hash, never the key); returns its id.
+    pub fn add_api_key(&self, key: &ApiKeyRow) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO api_keys (project, kind, prefix, hash, name, created_at, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    key.project.0,
+                    key.kind,
+                    key.prefix,
+                    key.hash,
+                    key.name,
+                    key.created_at.as_micros(),
+                    key.revoked_at.map(Timestamp::as_micros)
+                ],
+            )
+            .map_err(sql)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Every API key (of one project, or of all), by id.
+    pub fn api_keys(&self, project: Option<ProjectId>) -> Result<Vec<ApiKeyRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {API_KEY_COLUMNS} WHERE ?1 IS NULL OR k.project = ?1 ORDER BY k.id"
+            ))
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([project.map(|p| p.0)], api_key_row)
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    /// The keys whose public prefix is `prefix` (normally one), revoked ones included.
+    pub fn api_keys_with_prefix(&self, prefix: &str) -> Result<Vec<ApiKeyRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {API_KEY_COLUMNS} WHERE k.prefix = ?1 ORDER BY k.id"
+            ))
+            .map_err(sql)?;
+        let rows = stmt.query_map([prefix], api_key_row).map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    /// Revokes a key; `false` if there is no such key or it was revoked already.
+    pub fn revoke_api_key(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, now.as_micros()],
+            )
+            .map_err(sql)?;
+        Ok(n == 1)
+    }
+
     pub fn add_dead_letters(&mut self, letters: &[DeadLetter]) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(sql)?;
         {
@@ -239,41 +385,113 @@ impl Meta {
         tx.commit().map_err(sql)
     }
 
-    /// Dead letters of a project, oldest first, starting after `after_id`.
+    /// Dead letters of a project not yet replayed, oldest first, starting after `after_id`.
     pub fn dead_letters(
         &self,
         project: ProjectId,
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(self
+            .dead_letter_page(project, after_id, limit, false)?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect())
+    }
+
+    /// Dead letters of a project with the time each was replayed (if it was), oldest
+    /// first, starting after `after_id`; replayed ones only when `include_replayed`.
+    pub fn dead_letter_page(
+        &self,
+        project: ProjectId,
+        after_id: i64,
+        limit: usize,
+        include_replayed: bool,
+    ) -> Result<Vec<(DeadLetter, Option<Timestamp>)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT id, received_at, source, line, field, reason, payload FROM dead_letters
-                 WHERE project = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            .prepare_cached(
+                "SELECT id, received_at, source, line, field, reason, payload, replayed_at
+                 FROM dead_letters
+                 WHERE project = ?1 AND id > ?2 AND (?4 OR replayed_at IS NULL)
+                 ORDER BY id LIMIT ?3",
             )
             .map_err(sql)?;
         let rows = stmt
-            .query_map(params![project.0, after_id, limit as i64], |r| {
-                Ok(DeadLetter {
-                    id: r.get(0)?,
-                    project,
-                    received_at: Timestamp::from_micros(r.get(1)?),
-                    source: r.get(2)?,
-                    line: r.get::<_, i64>(3)? as u64,
-                    field: r.get(4)?,
-                    reason: r.get(5)?,
-                    payload: r.get(6)?,
-                })
-            })
+            .query_map(
+                params![
+                    project.0,
+                    after_id,
+                    limit.min(i64::MAX as usize) as i64,
+                    include_replayed
+                ],
+                |r| dead_letter_row(project, r),
+            )
             .map_err(sql)?;
         rows.collect::<Result<_, _>>().map_err(sql)
     }
 
+    /// The dead letters of a project with these ids (replayed or not), by id; ids the
+    /// project does not have are left out.
+    pub fn dead_letters_by_id(
+        &self,
+        project: ProjectId,
+        ids: &[i64],
+    ) -> Result<Vec<(DeadLetter, Option<Timestamp>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, received_at, source, line, field, reason, payload, replayed_at
+                 FROM dead_letters WHERE project = ?1 AND id = ?2",
+            )
+            .map_err(sql)?;
+        let mut out = Vec::new();
+        for &id in ids {
+            if let Some(row) = stmt
+                .query_row(params![project.0, id], |r| dead_letter_row(project, r))
+                .optional()
+                .map_err(sql)?
+            {
+                out.push(row);
+            }
+        }
+        out.sort_by_key(|(d, _)| d.id);
+        out.dedup_by_key(|(d, _)| d.id);
+        Ok(out)
+    }
+
+    /// Marks dead letters as replayed at `at`, in one transaction; letters already marked
+    /// keep their first time. Returns how many were marked now.
+    pub fn mark_dead_letters_replayed(
+        &mut self,
+        project: ProjectId,
+        ids: &[i64],
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction().map_err(sql)?;
+        let mut marked = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE dead_letters SET replayed_at = ?3
+                     WHERE project = ?1 AND id = ?2 AND replayed_at IS NULL",
+                )
+                .map_err(sql)?;
+            for &id in ids {
+                marked += stmt
+                    .execute(params![project.0, id, at.as_micros()])
+                    .map_err(sql)? as u64;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(marked)
+    }
+
+    /// Dead letters of a project that have not been replayed.
     pub fn dead_letter_count(&self, project: ProjectId) -> Result<u64, StoreError> {
         self.conn
             .query_row(
-                "SELECT count(*) FROM dead_letters WHERE project = ?1",
+                "SELECT count(*) FROM dead_letters WHERE project = ?1 AND replayed_at IS NULL",
                 [project.0],
                 |r| r.get::<_, i64>(0),
             )
@@ -511,6 +729,43 @@ impl Meta {
     }
 }
 
+fn dead_letter_row(
+    project: ProjectId,
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(DeadLetter, Option<Timestamp>)> {
+    Ok((
+        DeadLetter {
+            id: r.get(0)?,
+            project,
+            received_at: Timestamp::from_micros(r.get(1)?),
+            source: r.get(2)?,
+            line: r.get::<_, i64>(3)? as u64,
+            field: r.get(4)?,
+            reason: r.get(5)?,
+            payload: r.get(6)?,
+        },
+        r.get::<_, Option<i64>>(7)?.map(Timestamp::from_micros),
+    ))
+}
+
+fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRow> {
+    Ok(ApiKeyRow {
+        id: r.get(0)?,
+        project: ProjectId(r.get(1)?),
+        project_name: r.get(2)?,
+        kind: r.get(3)?,
+        prefix: r.get(4)?,
+        hash: r.get(5)?,
+        name: r.get(6)?,
+        created_at: Timestamp::from_micros(r.get(7)?),
+        revoked_at: r.get::<_, Option<i64>>(8)?.map(Timestamp::from_micros),
+    })
+}
+
+const API_KEY_COLUMNS: &str =
+    "k.id, k.project, p.name, k.kind, k.prefix, k.hash, k.name, k.created_at, k.revoked_at
+     FROM api_keys k JOIN projects p ON p.id = k.project";
+
 fn note_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NoteRow> {
     Ok(NoteRow {
         id: r.get(0)?,
@@ -522,4 +777,64 @@ fn note_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NoteRow> {
         topic: r.get(6)?,
         event: r.get(7)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_3_database_upgrades_to_4_keeping_its_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(META_FILE);
+        let now = Timestamp::from_micros(1_000_000);
+        {
+            let mut meta = Meta::open(&path).unwrap();
+            meta.ensure_project(ProjectId::DEFAULT, "default", now)
+                .unwrap();
+            let letter = DeadLetter {
+                id: 0,
+                project: ProjectId::DEFAULT,
+                received_at: now,
+                source: "test".into(),
+                line: 3,
+                field: "timestamp".into(),
+                reason: "missing".into(),
+                payload: "{}".into(),
+            };
+            meta.add_dead_letters(&[letter]).unwrap();
+            // Back to what a version 3 build wrote.
+            meta.conn
+                .execute_batch(
+                    "DROP TABLE api_keys;
+                     ALTER TABLE dead_letters DROP COLUMN replayed_at;
+                     PRAGMA user_version = 3;",
+                )
+                .unwrap();
+        }
+        let mut meta = Meta::open(&path).unwrap();
+        let version: i64 = meta
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 4);
+        let letters = meta.dead_letters(ProjectId::DEFAULT, 0, 10).unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(meta.dead_letter_count(ProjectId::DEFAULT).unwrap(), 1);
+        let id = letters[0].id;
+        assert_eq!(
+            meta.mark_dead_letters_replayed(ProjectId::DEFAULT, &[id, id], now)
+                .unwrap(),
+            1
+        );
+        assert_eq!(meta.dead_letter_count(ProjectId::DEFAULT).unwrap(), 0);
+        let page = meta
+            .dead_letter_page(ProjectId::DEFAULT, 0, 10, true)
+            .unwrap();
+        assert_eq!(page[0].1, Some(now));
+        let shop = meta.ensure_project_named("shop", now).unwrap();
+        assert_eq!(shop, ProjectId(2));
+        assert_eq!(meta.ensure_project_named("shop", now).unwrap(), shop);
+        assert!(meta.api_keys(None).unwrap().is_empty());
+    }
 }

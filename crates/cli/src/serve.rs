@@ -1,0 +1,79 @@
+//! `omnitrail serve` (and the serving half of `omnitrail demo`): the HTTP server over one
+//! data dir, until SIGINT or SIGTERM; then requests in flight finish, their events are
+//! stored and acknowledged, and the store closes.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use omnitrail_app::App;
+use omnitrail_server::{Server, ServerConfig};
+use std::io::Write;
+use std::sync::Arc;
+
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the first line printed says which).
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+    pub listen: String,
+    /// Largest single event or Segment message, in bytes.
+    #[arg(long, default_value_t = 32 * 1024, value_name = "BYTES")]
+    pub max_event_bytes: usize,
+    /// Largest request body, before and after decompression, in bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
+    pub max_batch_bytes: usize,
+    /// Collector requests handled at once; more get 503 with Retry-After.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_in_flight: usize,
+}
+
+impl ServeArgs {
+    fn config(&self) -> ServerConfig {
+        ServerConfig {
+            max_event_bytes: self.max_event_bytes,
+            max_batch_bytes: self.max_batch_bytes,
+            max_in_flight_ingest: self.max_in_flight,
+            ..ServerConfig::default()
+        }
+    }
+}
+
+/// Serves `app` until a shutdown signal; the first line printed is
+/// `listening on http://ADDR`.
+pub fn serve(app: App, args: &ServeArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("omnitrail-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    let app = Arc::new(app);
+    let config = args.config();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr().context("no local address")?;
+        // The first line of standard output, for people and for scripts that start the
+        // server on port 0.
+        println!("listening on http://{addr}");
+        std::io::stdout()
+            .flush()
+            .context("cannot write to standard output")?;
+        let server = Server::new(app.clone(), config);
+        server
+            .serve(listener, omnitrail_server::shutdown_signal())
+            .await
+            .context("the server stopped with an error")
+    })?;
+    // Every request has finished; blocking work holds no more references to the app.
+    drop(runtime);
+    match Arc::try_unwrap(app) {
+        Ok(app) => drop(app),
+        Err(_) => tracing::warn!("the store is still in use at shutdown; it closes on exit"),
+    }
+    eprintln!("stopped: every acknowledged event is stored");
+    Ok(())
+}
+
+/// `omnitrail openapi`: the OpenAPI document of the server.
+pub fn openapi() {
+    print!("{}", omnitrail_server::openapi_json());
+}
