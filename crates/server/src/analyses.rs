@@ -420,19 +420,10 @@ pub const ANALYSES: &[Analysis] = &[
         no_step_or_case: false,
         doc: "docs/api-json.md#omnitrail-compare",
         run: |app, project, query, p| {
-            let time = |name: &str| -> Result<Option<Timestamp>, ApiError> {
-                p.one(name)?
-                    .map(|t| {
-                        Timestamp::parse(&t).map_err(|e| {
-                            ApiError::invalid_query(format!("parameter '{name}' = '{t}': {e}"))
-                        })
-                    })
-                    .transpose()
-            };
             let side = |from: &str, to: &str, segment: &str, persona: &str| {
                 Ok::<_, ApiError>(QueryOptions {
-                    from: time(from)?.or(query.from),
-                    to: time(to)?.or(query.to),
+                    from: p.time(from)?.or(query.from),
+                    to: p.time(to)?.or(query.to),
                     segment: p.one(segment)?.or_else(|| query.segment.clone()),
                     persona: p.one(persona)?.or_else(|| query.persona.clone()),
                     ..query.clone()
@@ -599,6 +590,17 @@ impl Params {
         }
     }
 
+    /// A time parameter (RFC 3339, a date, or epoch seconds/ms).
+    pub fn time(&self, name: &str) -> Result<Option<Timestamp>, ApiError> {
+        self.one(name)?
+            .map(|t| {
+                Timestamp::parse(&t).map_err(|e| {
+                    ApiError::invalid_query(format!("parameter '{name}' = '{t}': {e}"))
+                })
+            })
+            .transpose()
+    }
+
     /// The query options every analysis shares, after checking that every parameter is one
     /// the analysis knows.
     pub fn query_options(&self, analysis: &Analysis) -> Result<QueryOptions, ApiError> {
@@ -624,20 +626,11 @@ impl Params {
                 analysis.name
             )));
         }
-        let time = |name: &str| -> Result<Option<Timestamp>, ApiError> {
-            self.one(name)?
-                .map(|t| {
-                    Timestamp::parse(&t).map_err(|e| {
-                        ApiError::invalid_query(format!("parameter '{name}' = '{t}': {e}"))
-                    })
-                })
-                .transpose()
-        };
         Ok(QueryOptions {
             by,
             case,
-            from: time("from")?,
-            to: time("to")?,
+            from: self.time("from")?,
+            to: self.time("to")?,
             filter: self.one("where")?,
             segment: self.one("segment")?,
             persona: self.one("persona")?,

@@ -20,7 +20,7 @@ use omnitrail_app::customer::TimelineQuery;
 use omnitrail_app::dead_letters::{canonical_event, Recovered, ReplayItem};
 use omnitrail_app::keys::{Authenticated, KeyKind};
 use omnitrail_app::{App, NewNote};
-use omnitrail_model::{Timestamp, ValidationError};
+use omnitrail_model::ValidationError;
 use omnitrail_store::DeadLetter;
 use serde_json::Value;
 use std::sync::Arc;
@@ -167,19 +167,10 @@ pub(crate) async fn customer(
             "unknown parameter '{name}' (expected channel, from, to, offset, limit)"
         )));
     }
-    let time = |name: &str| -> Result<Option<Timestamp>, ApiError> {
-        p.one(name)?
-            .map(|t| {
-                Timestamp::parse(&t).map_err(|e| {
-                    ApiError::invalid_query(format!("parameter '{name}' = '{t}': {e}"))
-                })
-            })
-            .transpose()
-    };
     let query = TimelineQuery {
         channels: p.list("channel"),
-        from: time("from")?,
-        to: time("to")?,
+        from: p.time("from")?,
+        to: p.time("to")?,
         offset: p.parse("offset")?.unwrap_or(0),
         limit: p.parse("limit")?.unwrap_or(50),
     };

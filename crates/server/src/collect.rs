@@ -58,15 +58,61 @@ impl Prepared {
         reason: String,
         payload: String,
     ) {
+        // `line` numbers the items handed to ingest, as ingest numbers the events it rejects
+        // itself, so one numbering maps every rejection back to its request index (`slots`).
         self.incoming.push(Incoming::Rejected(Rejected {
             source: source.to_string(),
-            line: index as u64 + 1,
+            line: self.incoming.len() as u64 + 1,
             field: field.to_string(),
             reason,
             payload,
         }));
         self.slots.push((index, Some(code)));
     }
+}
+
+/// A raw message as a dead-letter payload, with any `writeKey` in it withheld: dead letters
+/// are listed over the API, keys must never be. Parsed messages lose the field; text that
+/// does not parse has the key's characters masked.
+fn without_write_key(text: &str) -> String {
+    const FIELD: &str = "\"writeKey\"";
+    if !text.contains(FIELD) {
+        return text.to_string();
+    }
+    if let Ok(Value::Object(mut msg)) = serde_json::from_str::<Value>(text) {
+        msg.remove("writeKey");
+        return Value::Object(msg).to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(FIELD) {
+        let (head, tail) = rest.split_at(at + FIELD.len());
+        out.push_str(head);
+        let value_start = tail
+            .find(|c: char| !(c.is_whitespace() || c == ':'))
+            .unwrap_or(tail.len());
+        out.push_str(&tail[..value_start]);
+        let value = &tail[value_start..];
+        let Some(quoted) = value.strip_prefix('"') else {
+            rest = value;
+            continue;
+        };
+        out.push('"');
+        let mut chars = quoted.char_indices();
+        let mut end = quoted.len();
+        let mut escaped = false;
+        for (i, c) in chars.by_ref() {
+            if !escaped && c == '"' {
+                end = i;
+                break;
+            }
+            escaped = !escaped && c == '\\';
+            out.push('*');
+        }
+        rest = &quoted[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Holds an in-flight slot for the life of one collector request.
@@ -352,7 +398,7 @@ fn prepare_segment(
                             "is {} bytes, over the limit of {max_event} bytes per event",
                             text.len()
                         ),
-                        text.to_string(),
+                        without_write_key(text),
                     );
                     continue;
                 }
@@ -364,7 +410,7 @@ fn prepare_segment(
                         &source,
                         "message",
                         "expected a JSON object".to_string(),
-                        text.to_string(),
+                        without_write_key(text),
                     ),
                     Err(e) => out.reject(
                         i,
@@ -372,7 +418,7 @@ fn prepare_segment(
                         &source,
                         "message",
                         format!("is not valid JSON: {e}"),
-                        text.to_string(),
+                        without_write_key(text),
                     ),
                 }
             }
@@ -578,3 +624,20 @@ segment_call!(
     None,
     "Segment `import` (the older name of `batch`)."
 );
+
+#[cfg(test)]
+mod tests {
+    use super::without_write_key;
+
+    #[test]
+    fn write_keys_never_reach_a_dead_letter_payload() {
+        assert_eq!(
+            without_write_key(r#"{"writeKey":"wk_secret","event":"x"}"#),
+            r#"{"event":"x"}"#
+        );
+        let broken = without_write_key(r#"{"writeKey": "wk_s\"ecret", "event": "#);
+        assert!(!broken.contains("wk_s"), "{broken}");
+        assert_eq!(broken, r#"{"writeKey": "***********", "event": "#);
+        assert_eq!(without_write_key("[1, 2]"), "[1, 2]");
+    }
+}

@@ -12,6 +12,22 @@ use omnitrail_store::ImportRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// A source as callers may see it: collector sources (`http:/v1/events`,
+/// `segment:/v1/batch`, `ingest`) as they are, an imported file by its name alone.
+fn public_source(source: &str) -> String {
+    let is_collector = source
+        .split_once(':')
+        .is_some_and(|(scheme, _)| !scheme.contains('/'))
+        || !source.contains('/');
+    if is_collector {
+        return source.to_string();
+    }
+    std::path::Path::new(source)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn rfc3339(t: Timestamp) -> String {
     t.to_rfc3339()
 }
@@ -162,7 +178,8 @@ pub struct DeadLetterInfo {
     pub received_at: String,
     /// Where it came from: a file, `http:/v1/events`, `segment:/v1/batch`, `ingest`, …
     pub source: String,
-    /// Line in a file, or 1-based position in a request; 0 when unknown.
+    /// Line in a file, or 1-based position among a request's events (alias calls and
+    /// messages turned off by `integrations` are not events); 0 when unknown.
     pub line: u64,
     pub field: String,
     pub reason: String,
@@ -177,7 +194,7 @@ impl From<&DeadLetterEntry> for DeadLetterInfo {
         DeadLetterInfo {
             id: l.id,
             received_at: rfc3339(l.received_at),
-            source: l.source.clone(),
+            source: public_source(&l.source),
             line: l.line,
             field: l.field.clone(),
             reason: l.reason.clone(),
@@ -265,10 +282,11 @@ pub struct ImportInfo {
 
 impl From<&ImportRecord> for ImportInfo {
     fn from(r: &ImportRecord) -> ImportInfo {
-        // The rejects file's path is the server's business, not the caller's.
+        // Where the server's files live is its business, not the caller's: the imported
+        // file by name only, and no rejects file.
         ImportInfo {
             started_at: rfc3339(r.started_at),
-            source: r.source.clone(),
+            source: public_source(&r.source),
             read: r.read,
             imported: r.imported,
             duplicates: r.duplicates,
@@ -325,5 +343,19 @@ impl From<&Stats> for StatsInfo {
             dead_letters: s.dead_letters,
             journey_bytes_per_event: (s.journey_bytes_per_event * 10.0).round() / 10.0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_source;
+
+    #[test]
+    fn imported_file_paths_are_shown_by_name_only() {
+        assert_eq!(public_source("/srv/omnitrail/in/events.csv"), "events.csv");
+        assert_eq!(public_source("exports/events.ndjson"), "events.ndjson");
+        assert_eq!(public_source("segment:/v1/batch"), "segment:/v1/batch");
+        assert_eq!(public_source("http:/v1/events"), "http:/v1/events");
+        assert_eq!(public_source("ingest"), "ingest");
     }
 }

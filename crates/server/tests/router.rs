@@ -210,6 +210,35 @@ async fn oversize_is_413_or_a_dead_letter_inside_a_batch() {
     assert_eq!(r.body["rejected"][0]["code"], "too_large");
     assert_eq!(r.body["rejected"][0]["index"], 1);
 
+    // Items that are not events (an alias) must not shift the index a rejection reports.
+    let r = t
+        .segment(
+            "/v1/batch",
+            &json!({"batch": [
+                {"type": "alias", "previousId": "anon-1", "userId": "u", "messageId": "a1"},
+                "not-an-object",
+                {"type": "track", "userId": "u", "event": "fine", "messageId": "m2"},
+                {"type": "track", "event": "nobody", "messageId": "m3"},
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(count(&r.body, "stored"), 1, "{}", r.text);
+    let rejected: Vec<(u64, String)> = r.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["index"].as_u64().unwrap(),
+                x["code"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rejected[0], (1, "not_an_object".to_string()), "{}", r.text);
+    assert_eq!(rejected.len(), 2, "{}", r.text);
+    assert_eq!(rejected[1].0, 3, "{}", r.text);
+
     let many: Vec<Value> = (0..500)
         .map(|i| json!({"type": "track", "userId": "u", "event": format!("e{i}")}))
         .collect();
