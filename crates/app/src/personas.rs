@@ -131,8 +131,8 @@ mod tests {
     use omnitrail_engine::MapOptions;
     use omnitrail_synth::{generate_range, SynthConfig};
 
-    /// The adjusted Rand index the demo's personas must reach (seed 42, k = 5).
-    const THRESHOLD: f64 = 0.57;
+    /// The adjusted Rand index the demo's personas must reach (issue 5; seed 42, k = 5).
+    const THRESHOLD: f64 = 0.6;
 
     /// A generated demo of 3 000 customers (seed `seed`) and its personas for k = 5 (the
     /// generator's number): the app, the personas found, and the adjusted Rand index of
@@ -169,11 +169,10 @@ mod tests {
         (app, dir, found, ari)
     }
 
-    /// Personas found on a generated demo agree with its hidden persona labels. Issue 5
-    /// asks for an adjusted Rand index ≥ 0.6; these features (activity profile included)
-    /// measure 0.577 on this sample, 0.561 on seed 7 (phone, store and social personas come
-    /// out clean; digital self-servers without the app and low-touch customers overlap, see
-    /// docs/personas.md), so the floor here is what holds today.
+    /// Personas found on a generated demo agree with its hidden persona labels: issue 5
+    /// asks for an adjusted Rand index ≥ 0.6. Measured 0.604 on this sample (seed 7: 0.588;
+    /// digital self-servers without the app and low-touch customers overlap, see
+    /// docs/personas.md).
     #[test]
     fn demo_personas_agree_with_the_hidden_labels() {
         let (app, _dir, found, ari) = demo_personas(42);

@@ -172,7 +172,7 @@ pub const OUTBOUND_CHANNELS: [&str; 3] = ["email", "push", "sms"];
 
 /// The behaviour features after the per-channel shares, in this order, with how each takes
 /// part. The activity profile (`activity:<name>`) follows them.
-pub const BEHAVIOUR_FEATURES: [(&str, FeatureKind); 8] = [
+pub const BEHAVIOUR_FEATURES: [(&str, FeatureKind); 9] = [
     ("events_per_month", CLUSTERED_LOG),
     ("assisted_share", CLUSTERED),
     ("contacts_per_month", CLUSTERED_LOG),
@@ -181,6 +181,7 @@ pub const BEHAVIOUR_FEATURES: [(&str, FeatureKind); 8] = [
     ("sentiment", CLUSTERED),
     ("value_per_month", PROFILED),
     ("conversion", PROFILED),
+    ("active_days_per_month", CLUSTERED_LOG),
 ];
 
 const CHANNEL_SHARE: FeatureKind = FeatureKind {
@@ -213,6 +214,7 @@ const PROFILED: FeatureKind = FeatureKind {
 struct Cols<'j> {
     purchase: Option<u32>,
     assisted_channel: Vec<bool>,
+    outbound_channel: Vec<bool>,
     /// The partition's activity code → index into the global activity alphabet, so the
     /// per-event work is one lookup.
     activity: Vec<u32>,
@@ -254,6 +256,12 @@ impl<'j> Cols<'j> {
                 .values
                 .iter()
                 .map(|c| ASSISTED_CHANNELS.contains(&c.as_str()))
+                .collect(),
+            outbound_channel: j
+                .channels
+                .values
+                .iter()
+                .map(|c| OUTBOUND_CHANNELS.contains(&c.as_str()))
                 .collect(),
             activity: j
                 .activities
@@ -312,9 +320,19 @@ fn customer_features(
     let (mut sentiment_sum, mut sentiment_n) = (0.0, 0u64);
     let mut value = 0.0;
     let mut converted = false;
+    // Days with an event the customer started (events are in time order).
+    let (mut active_days, mut last_day, mut started) = (0u64, i64::MIN, 0u64);
     recent.clear();
     for (&e, &channel_step) in case.events.iter().zip(case.steps) {
         let e = e as usize;
+        if !cols.outbound_channel[j.channel[e] as usize] {
+            started += 1;
+            let day = j.ts[e].div_euclid(DAY);
+            if day != last_day {
+                active_days += 1;
+                last_day = day;
+            }
+        }
         channel_counts[channel_step as usize] += 1.0;
         let a = cols.activity[j.activity[e] as usize];
         if activity_counts[a as usize] == 0 {
@@ -369,7 +387,7 @@ fn customer_features(
     let months = (case.duration().max(MONTH)) as f64 / MONTH as f64;
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     let b = &mut out[channels..];
-    b[0] = n / months;
+    b[0] = started as f64 / months;
     b[1] = assisted as f64 / n;
     b[2] = assisted as f64 / months;
     b[3] = ratio(failures as f64, with_outcome as f64);
@@ -381,6 +399,7 @@ fn customer_features(
     b[5] = ratio(sentiment_sum, sentiment_n as f64);
     b[6] = value / months;
     b[7] = f64::from(u8::from(converted));
+    b[8] = active_days as f64 / months;
     months
 }
 
@@ -969,6 +988,7 @@ fn label(feature: &str) -> String {
         "sentiment" => "sentiment",
         "value_per_month" => "spend",
         "conversion" => "conversion",
+        "active_days_per_month" => "active days",
         other => other,
     }
     .to_string()

@@ -64,8 +64,13 @@ fn reference_row(c: &FixtureCustomer, channels: &[String], activities: &[String]
         .collect();
     let value: f64 = c.events.iter().filter_map(|e| num(e, "value")).sum();
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let started = c
+        .events
+        .iter()
+        .filter(|e| !OUTBOUND_CHANNELS.contains(&e.channel.as_str()))
+        .count() as f64;
     row.extend([
-        n / months,
+        started / months,
         assisted.len() as f64 / n,
         assisted.len() as f64 / months,
         ratio(failures as f64, with_outcome.len() as f64),
@@ -73,6 +78,17 @@ fn reference_row(c: &FixtureCustomer, channels: &[String], activities: &[String]
         ratio(sentiments.iter().sum(), sentiments.len() as f64),
         value / months,
         f64::from(u8::from(c.events.iter().any(|e| e.activity == "purchase"))),
+        {
+            let mut days: Vec<i64> = c
+                .events
+                .iter()
+                .filter(|e| !OUTBOUND_CHANNELS.contains(&e.channel.as_str()))
+                .map(|e| e.ts.div_euclid(DAY))
+                .collect();
+            days.sort_unstable();
+            days.dedup();
+            days.len() as f64 / months
+        },
     ]);
     // The activity profile: events per activity per active month.
     row.extend(
