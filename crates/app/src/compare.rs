@@ -6,9 +6,54 @@ use crate::analysis::{AnalysisError, QueryOptions};
 use crate::App;
 use omnitrail_engine::compare::{compare, CompareOptions, Comparison, SideResults};
 use omnitrail_engine::friction::{friction_scan, Friction};
-use omnitrail_engine::funnel::{funnel_scan, Funnel, FunnelOptions};
+use omnitrail_engine::funnel::{funnel_scan, Funnel, FunnelOptions, FunnelStep};
 use omnitrail_engine::{EngineError, MapOptions, ProcessMap};
-use omnitrail_model::ProjectId;
+use omnitrail_model::{ProjectId, Timestamp};
+
+/// What one side of a comparison narrows the shared query options to; what a side gives
+/// wins over the shared value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CompareSide {
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub segment: Option<String>,
+    pub persona: Option<String>,
+}
+
+impl CompareSide {
+    pub fn apply(&self, shared: &QueryOptions) -> QueryOptions {
+        QueryOptions {
+            from: self.from.or(shared.from),
+            to: self.to.or(shared.to),
+            segment: self.segment.clone().or_else(|| shared.segment.clone()),
+            persona: self.persona.clone().or_else(|| shared.persona.clone()),
+            ..shared.clone()
+        }
+    }
+}
+
+/// The funnel of a comparison, written `cart_added > checkout_started > purchase`.
+pub fn parse_compare_funnel(text: &str) -> Result<FunnelOptions, AnalysisError> {
+    let steps = text
+        .split('>')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            FunnelStep::parse(s).map_err(|e| AnalysisError::Expression {
+                option: "funnel",
+                rendered: e.render(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if steps.len() < 2 {
+        return Err(EngineError::InvalidOption {
+            option: "funnel",
+            reason: "needs at least two steps, e.g. \"cart_added > purchase\"".to_string(),
+        }
+        .into());
+    }
+    Ok(FunnelOptions::new(steps))
+}
 
 /// What to compare and how.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +145,38 @@ mod tests {
     use super::*;
     use crate::AppOptions;
     use omnitrail_engine::compare::{Change, EdgeStatus};
+
+    #[test]
+    fn a_side_narrows_the_shared_options_and_a_funnel_needs_two_steps() {
+        let shared = QueryOptions {
+            segment: Some("did('purchase')".into()),
+            by: Some("channel".into()),
+            ..QueryOptions::default()
+        };
+        let side = CompareSide {
+            persona: Some("p1".into()),
+            ..CompareSide::default()
+        }
+        .apply(&shared);
+        assert_eq!(side.segment, shared.segment);
+        assert_eq!(side.by, shared.by);
+        assert_eq!(side.persona.as_deref(), Some("p1"));
+        let own = CompareSide {
+            segment: Some("did('x')".into()),
+            ..CompareSide::default()
+        }
+        .apply(&shared);
+        assert_eq!(own.segment.as_deref(), Some("did('x')"));
+
+        let funnel = parse_compare_funnel("cart_added > purchase").unwrap();
+        assert_eq!(funnel.steps.len(), 2);
+        let one = parse_compare_funnel("purchase").unwrap_err().to_string();
+        assert!(one.contains("at least two steps"), "{one}");
+        let bad = parse_compare_funnel("cart_added > channel = ")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.starts_with("funnel: "), "{bad}");
+    }
     use omnitrail_engine::funnel::FunnelStep;
     use omnitrail_model::Timestamp;
     use omnitrail_synth::SynthConfig;

@@ -9,11 +9,10 @@ use omnitrail_app::analysis::engine::compare::{format_p, CompareOptions, Compari
 use omnitrail_app::analysis::engine::conformance::{
     conformance_scan, Conformance, ConformanceOptions,
 };
-use omnitrail_app::analysis::engine::funnel::{FunnelOptions, FunnelStep};
 use omnitrail_app::analysis::engine::personas::{personas_scan, PersonaOptions, Personas};
 use omnitrail_app::analysis::engine::MapOptions;
 use omnitrail_app::analysis::QueryOptions;
-use omnitrail_app::compare::CompareRequest;
+use omnitrail_app::compare::{parse_compare_funnel, CompareRequest, CompareSide};
 use omnitrail_app::conformance::DesignChoice;
 use omnitrail_app::App;
 use omnitrail_model::{ProjectId, Timestamp};
@@ -351,41 +350,32 @@ fn compare(app: &App, args: CompareArgs) -> Result<()> {
         bail!("--repeat is not supported by compare");
     }
     let base = query_options(&args.common);
-    let side = |from: Option<Timestamp>,
-                to: Option<Timestamp>,
-                segment: &Option<String>,
-                persona: &Option<String>| QueryOptions {
-        from: from.or(base.from),
-        to: to.or(base.to),
-        segment: segment.clone().or_else(|| base.segment.clone()),
-        persona: persona.clone().or_else(|| base.persona.clone()),
-        ..base.clone()
-    };
-    let a = side(args.a_from, args.a_to, &args.a_segment, &args.a_persona);
-    let b = side(args.b_from, args.b_to, &args.b_segment, &args.b_persona);
+    let a = CompareSide {
+        from: args.a_from,
+        to: args.a_to,
+        segment: args.a_segment.clone(),
+        persona: args.a_persona.clone(),
+    }
+    .apply(&base);
+    let b = CompareSide {
+        from: args.b_from,
+        to: args.b_to,
+        segment: args.b_segment.clone(),
+        persona: args.b_persona.clone(),
+    }
+    .apply(&base);
     if a == b {
         bail!(
             "give the sides something to differ in: --a-from/--a-to/--b-from/--b-to, \
              --a-segment/--b-segment or --a-persona/--b-persona"
         );
     }
-    let funnel = match &args.funnel {
-        Some(text) => {
-            let steps = text
-                .split('>')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    FunnelStep::parse(s).map_err(|e| anyhow::anyhow!("--funnel: {}", e.render()))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            if steps.len() < 2 {
-                bail!("--funnel needs at least two steps, e.g. \"cart_added > purchase\"");
-            }
-            Some(FunnelOptions::new(steps))
-        }
-        None => None,
-    };
+    let funnel = args
+        .funnel
+        .as_deref()
+        .map(parse_compare_funnel)
+        .transpose()
+        .context("--funnel")?;
     let request = CompareRequest {
         a,
         b,

@@ -159,14 +159,7 @@ fn friction(app: &App, args: FrictionArgs) -> Result<()> {
     options.top = args.top;
     options.explain = args.explain;
     for w in &args.weights {
-        let (signal, weight) = w
-            .split_once('=')
-            .with_context(|| format!("--weight expects SIGNAL=WEIGHT, got '{w}'"))?;
-        let weight: f64 = weight
-            .trim()
-            .parse()
-            .with_context(|| format!("--weight {w}: '{weight}' is not a number"))?;
-        options.weights.set(signal.trim(), weight)?;
+        options.weights.set_text(w).context("--weight")?;
     }
     let scan = friction_scan(&options);
     analyze(

@@ -23,7 +23,7 @@ use omnitrail_app::analysis::engine::paths::{AnchorOccurrence, PathDirection, Pa
 use omnitrail_app::analysis::engine::personas::PersonaOptions;
 use omnitrail_app::analysis::engine::{parse_duration, ChannelOptions, MapOptions, VariantOptions};
 use omnitrail_app::analysis::QueryOptions;
-use omnitrail_app::compare::CompareRequest;
+use omnitrail_app::compare::{parse_compare_funnel, CompareRequest, CompareSide};
 use omnitrail_app::conformance::DesignChoice;
 use omnitrail_app::diagnostics::channel_performance_options;
 use omnitrail_app::App;
@@ -302,13 +302,7 @@ pub const ANALYSES: &[Analysis] = &[
                 options.explain = explain;
             }
             for w in p.list("weight") {
-                let (signal, weight) = w.split_once('=').ok_or_else(|| {
-                    ApiError::invalid_query(format!("weight expects SIGNAL=WEIGHT, got '{w}'"))
-                })?;
-                let weight: f64 = weight.trim().parse().map_err(|_| {
-                    ApiError::invalid_query(format!("weight {w}: '{weight}' is not a number"))
-                })?;
-                options.weights.set(signal.trim(), weight)?;
+                options.weights.set_text(&w)?;
             }
             let extra = if p.flag("persona_causes")? {
                 vec![app.persona_labels(project)?]
@@ -421,33 +415,22 @@ pub const ANALYSES: &[Analysis] = &[
         doc: "docs/api-json.md#omnitrail-compare",
         run: |app, project, query, p| {
             let side = |from: &str, to: &str, segment: &str, persona: &str| {
-                Ok::<_, ApiError>(QueryOptions {
-                    from: p.time(from)?.or(query.from),
-                    to: p.time(to)?.or(query.to),
-                    segment: p.one(segment)?.or_else(|| query.segment.clone()),
-                    persona: p.one(persona)?.or_else(|| query.persona.clone()),
-                    ..query.clone()
-                })
+                Ok::<_, ApiError>(
+                    CompareSide {
+                        from: p.time(from)?,
+                        to: p.time(to)?,
+                        segment: p.one(segment)?,
+                        persona: p.one(persona)?,
+                    }
+                    .apply(query),
+                )
             };
             let a = side("a_from", "a_to", "a_segment", "a_persona")?;
             let b = side("b_from", "b_to", "b_segment", "b_persona")?;
-            let funnel = match p.one("funnel")? {
-                Some(text) => {
-                    let steps: Vec<String> = text
-                        .split('>')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect();
-                    if steps.len() < 2 {
-                        return Err(ApiError::invalid_query(
-                            "funnel needs at least two steps, e.g. `cart_added > purchase`",
-                        ));
-                    }
-                    Some(FunnelOptions::new(funnel_steps(&steps, "funnel")?))
-                }
-                None => None,
-            };
+            let funnel = p
+                .one("funnel")?
+                .map(|text| parse_compare_funnel(&text))
+                .transpose()?;
             let mut options = CompareOptions::default();
             if let Some(alpha) = p.parse("alpha")? {
                 options.alpha = alpha;

@@ -79,6 +79,23 @@ impl FrictionWeights {
         ]
     }
 
+    /// Sets one weight written as `SIGNAL=WEIGHT` (e.g. `long_wait=2`), as the CLI's
+    /// `--weight` and the API's `weight` parameter take it.
+    pub fn set_text(&mut self, text: &str) -> Result<(), EngineError> {
+        let bad = |reason: String| EngineError::InvalidOption {
+            option: "weight",
+            reason,
+        };
+        let (signal, weight) = text
+            .split_once('=')
+            .ok_or_else(|| bad(format!("expected SIGNAL=WEIGHT, got '{text}'")))?;
+        let weight: f64 = weight
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("{text}: '{}' is not a number", weight.trim())))?;
+        self.set(signal.trim(), weight)
+    }
+
     /// Sets one weight by its signal name (as in the JSON and `[friction.weights]`).
     pub fn set(&mut self, signal: &str, weight: f64) -> Result<(), EngineError> {
         if !(weight.is_finite() && weight >= 0.0) {
