@@ -39,8 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV = Path.home() / ".cache" / "omnitrail-bench-venv"
+from benchlib import ROOT, build, in_venv
 PACKAGES = ["duckdb"]
 
 COMMANDS = [
@@ -69,25 +68,6 @@ PEER_QUERIES = {
            from {src} group by channel, activity order by channel, activity""",
     ),
 }
-
-
-def in_venv():
-    """Re-runs this script inside its venv, creating it and installing packages first."""
-    if Path(sys.prefix).resolve() == VENV.resolve():
-        return
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    missing = subprocess.run([str(python), "-c", "import " + ", ".join(PACKAGES)], capture_output=True)
-    if missing.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet"] + PACKAGES, check=True)
-    os.execv(str(python), [str(python), __file__] + sys.argv[1:])
-
-
-def build():
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "omnitrail"], cwd=ROOT, check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    return target / "release" / "omnitrail"
 
 
 def run(binary, data, args):
@@ -158,7 +138,7 @@ def main():
     args = parser.parse_args()
     if not (args.data / "MANIFEST.json").exists():
         sys.exit(f"{args.data} is not an Omnitrail data dir (no MANIFEST.json)")
-    in_venv()
+    in_venv(__file__, PACKAGES)
     binary = args.binary or build()
     ours = omnitrail_figures(binary, args.data, args.repeat)
     peer = duckdb_figures(args.data, args.repeat)

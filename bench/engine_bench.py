@@ -37,32 +37,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV = Path.home() / ".cache" / "omnitrail-bench-venv"
+from benchlib import ROOT, build, in_venv
 PACKAGES = ["numpy", "pyarrow", "duckdb", "polars"]
 SEED = 20240601
 ACTIVITIES = 30
 CHANNELS = ["web", "mobile_app", "email", "phone", "chat", "store", "sms", "social"]
 WINDOW_DAYS = 7
-
-
-def in_venv():
-    """Re-runs this script inside its venv, creating it and installing packages first."""
-    if Path(sys.prefix).resolve() == VENV.resolve():
-        return
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    missing = subprocess.run([str(python), "-c", "import " + ", ".join(PACKAGES)], capture_output=True)
-    if missing.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet"] + PACKAGES, check=True)
-    os.execv(str(python), [str(python), __file__] + sys.argv[1:])
-
-
-def build():
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "omnitrail"], cwd=ROOT, check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    return target / "release" / "omnitrail"
 
 
 def activity_name(i):
@@ -250,7 +230,7 @@ def main():
     ap.add_argument("--keep", type=Path, help="keep the Parquet file and data dir here")
     ap.add_argument("--exe", type=Path, help="use this omnitrail binary instead of building one")
     args = ap.parse_args()
-    in_venv()
+    in_venv(__file__, PACKAGES)
     import duckdb
     import polars as pl
 

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, build
 
 
 def ensure_duckdb():
@@ -36,12 +36,6 @@ def ensure_duckdb():
     import duckdb
 
     return duckdb
-
-
-def build():
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "omnitrail"], cwd=ROOT, check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    return target / "release" / "omnitrail"
 
 
 def timed(cmd):
