@@ -253,6 +253,8 @@ async fn main() -> Result<()> {
     if views && (args.customers == 0 || args.secret_key.is_empty()) {
         bail!("views need --customers and --secret-key");
     }
+    // reqwest is built with TLS but no crypto provider (see crates/app, webhooks).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(2048)
         .timeout(Duration::from_secs(60))

@@ -45,6 +45,17 @@ pub struct Config {
     pub friction: FrictionConfig,
     /// `[costs]`: cost to serve one contact, per channel.
     pub costs: BTreeMap<String, f64>,
+    /// `[overview]`: what the overview counts as reaching the goal.
+    pub overview: OverviewConfig,
+}
+
+/// The `[overview]` section.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverviewConfig {
+    /// Goal conversion counts customers with one of these activities; without it, any
+    /// goal event as friction defines it (outcome success or resolved, or a goal activity).
+    pub goals: Option<Vec<String>>,
 }
 
 /// The `[friction]` section; what is left out keeps the engine's default. Windows use the
@@ -127,9 +138,20 @@ impl Config {
                 config.costs = parse_costs(value)?;
                 continue;
             }
+            if key == "overview" {
+                config.overview = value
+                    .clone()
+                    .try_into()
+                    .map_err(|e: toml::de::Error| format!("overview: {}", e.message()))?;
+                continue;
+            }
+            if key == "triggers" {
+                // Webhook endpoints of journey triggers, read by rules.rs.
+                continue;
+            }
             if key != "stages" {
                 return Err(format!(
-                    "unknown section '{key}' (expected [stages], [identity], [friction] or [costs])"
+                    "unknown section '{key}' (expected [stages], [identity], [friction], [costs] or [overview])"
                 ));
             }
             let stages = value
@@ -186,6 +208,17 @@ mod tests {
         assert_eq!(c.stages, ["support", "awareness"]);
         assert_eq!(c.stage_of("mail"), Some("awareness"));
         assert_eq!(c.stage_of("other"), None);
+    }
+
+    #[test]
+    fn overview_goals_are_read_and_unknown_keys_refused() {
+        let c = Config::parse("[overview]\ngoals = [\"renewal\"]\n").unwrap();
+        assert_eq!(
+            c.overview.goals.as_deref(),
+            Some(&["renewal".to_string()][..])
+        );
+        let err = Config::parse("[overview]\ngoal = [\"renewal\"]\n").unwrap_err();
+        assert!(err.starts_with("overview: unknown field `goal`"), "{err}");
     }
 
     #[test]

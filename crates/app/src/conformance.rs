@@ -31,6 +31,8 @@ pub struct DesignFile {
 pub enum DesignChoice {
     File(PathBuf),
     Name(String),
+    /// A design given as text (YAML, or JSON, which YAML reads too), e.g. from an editor.
+    Inline(String),
     /// The only design in the data dir.
     Only,
 }
@@ -186,6 +188,13 @@ impl App {
     pub fn design(&self, choice: &DesignChoice) -> Result<Design, AppError> {
         match choice {
             DesignChoice::File(path) => read_design(path),
+            DesignChoice::Inline(text) => {
+                // Errors name the `design` parameter, as if it were a file of that name.
+                let at = Path::new("design");
+                let written: DesignedJourney =
+                    serde_yaml_ng::from_str(text).map_err(|e| config_error(at, e.to_string()))?;
+                Design::new(&written).map_err(|e| config_error(at, e.to_string()))
+            }
             DesignChoice::Name(name) => {
                 let all = self.designed_journeys()?;
                 match all.iter().find(|d| &d.name == name) {

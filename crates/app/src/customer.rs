@@ -72,6 +72,8 @@ pub struct CustomerView {
     pub issues: Vec<Issue>,
     pub friction: Vec<FrictionFlag>,
     pub notes: Vec<Note>,
+    /// Agent tasks rules queued for this customer (callbacks), oldest first.
+    pub tasks: Vec<crate::rules::Task>,
     pub timeline: TimelinePage,
 }
 

@@ -28,9 +28,12 @@ use omnitrail_model::journeys::ScanSpec;
 use omnitrail_model::value::WellKnownType;
 use omnitrail_model::{ProjectId, WELL_KNOWN_PROPERTIES};
 
-/// The `[costs]` (and nothing else) the demo's configuration gets on top of its stages:
-/// plausible costs per contact of a subscription business, in currency units.
+/// What the demo's configuration gets on top of its stages: renewal as the overview's goal
+/// (the demo is a subscription business) and plausible costs per contact, in currency units.
 pub const DEMO_DIAGNOSTICS_TOML: &str = "
+[overview]
+goals = [\"renewal\"]
+
 [costs]
 phone = 6.5
 chat = 3.0

@@ -197,60 +197,100 @@ impl Identities {
         }
     }
 
+    /// One project's graph as the metadata database holds it (without the log tail).
+    fn restore_project(
+        &self,
+        store: &Store,
+        project: ProjectId,
+    ) -> Result<IdentityGraph, AppError> {
+        let (rows, keys) = {
+            let meta = store.meta();
+            (
+                meta.identity_evidence(project)?,
+                meta.identity_keys(project)?,
+            )
+        };
+        // One snapshot of every record, restored in a single canonical pass.
+        let mut snapshot = Snapshot::new();
+        let mut revoked = Vec::new();
+        let bad = |e: IdentityError| AppError::Identity(e.to_string());
+        for r in rows {
+            let ids: Vec<String> =
+                serde_json::from_str(&r.identifiers).map_err(|e| corrupt(r.id, e))?;
+            let identifiers = ids
+                .iter()
+                .map(|s| parse_stored(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| corrupt(r.id, e))?;
+            let id = EvidenceId(r.id);
+            snapshot
+                .apply(&Persisted::Evidence {
+                    id,
+                    evidence: Evidence {
+                        source: parse_source(&r.source),
+                        at: r.at,
+                        event: r.event,
+                        identifiers,
+                    },
+                })
+                .map_err(|e| corrupt(r.id, e))?;
+            if r.revoked {
+                revoked.push(id);
+            }
+        }
+        for id in revoked {
+            snapshot.apply(&Persisted::Revoked { id }).map_err(bad)?;
+        }
+        for (identifier, key) in keys {
+            let identifier = parse_stored(&identifier)
+                .map_err(|e| AppError::Identity(format!("identity key of '{identifier}': {e}")))?;
+            snapshot
+                .apply(&Persisted::Key {
+                    identifier,
+                    key: CustomerId(key),
+                })
+                .map_err(bad)?;
+        }
+        Ok(IdentityGraph::restore(self.guardrails.clone(), snapshot))
+    }
+
+    /// Reads one project's graph again after rows were deleted (an erasure): from the
+    /// database, then the project's events still in the log.
+    pub fn reload(&self, store: &Store, project: ProjectId) -> Result<(), AppError> {
+        if self.loaded.get().is_none() {
+            // Not read yet: the first need reads what is there now.
+            return Ok(());
+        }
+        self.ensure_loaded(store)?;
+        let graph = self.restore_project(store, project)?;
+        self.write().insert(project, graph);
+        let mut keys = Vec::new();
+        let mut events = Vec::new();
+        for r in store
+            .tail_records()
+            .into_iter()
+            .filter(|r| r.project == project)
+        {
+            if let Some(i) = self.primary(&r.event.identifiers) {
+                keys.push((r.event.identifiers[i].clone(), Some(r.customer)));
+            }
+            events.push(r.event);
+        }
+        self.observe_loaded(store, project, &events)?;
+        self.set_keys_loaded(store, project, keys)?;
+        self.overlays
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&project);
+        self.changed();
+        Ok(())
+    }
+
     /// Rebuilds every project's graph from the metadata database and the log tail.
     fn load(&self, store: &Store) -> Result<(), AppError> {
         let projects = store.meta().projects()?;
         for (project, _) in projects {
-            let (rows, keys) = {
-                let meta = store.meta();
-                (
-                    meta.identity_evidence(project)?,
-                    meta.identity_keys(project)?,
-                )
-            };
-            // One snapshot of every record, restored in a single canonical pass.
-            let mut snapshot = Snapshot::new();
-            let mut revoked = Vec::new();
-            let bad = |e: IdentityError| AppError::Identity(e.to_string());
-            for r in rows {
-                let ids: Vec<String> =
-                    serde_json::from_str(&r.identifiers).map_err(|e| corrupt(r.id, e))?;
-                let identifiers = ids
-                    .iter()
-                    .map(|s| parse_stored(s))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| corrupt(r.id, e))?;
-                let id = EvidenceId(r.id);
-                snapshot
-                    .apply(&Persisted::Evidence {
-                        id,
-                        evidence: Evidence {
-                            source: parse_source(&r.source),
-                            at: r.at,
-                            event: r.event,
-                            identifiers,
-                        },
-                    })
-                    .map_err(|e| corrupt(r.id, e))?;
-                if r.revoked {
-                    revoked.push(id);
-                }
-            }
-            for id in revoked {
-                snapshot.apply(&Persisted::Revoked { id }).map_err(bad)?;
-            }
-            for (identifier, key) in keys {
-                let identifier = parse_stored(&identifier).map_err(|e| {
-                    AppError::Identity(format!("identity key of '{identifier}': {e}"))
-                })?;
-                snapshot
-                    .apply(&Persisted::Key {
-                        identifier,
-                        key: CustomerId(key),
-                    })
-                    .map_err(bad)?;
-            }
-            let graph = IdentityGraph::restore(self.guardrails.clone(), snapshot);
+            let graph = self.restore_project(store, project)?;
             self.write().insert(project, graph);
         }
         // The log tail may hold events whose keys were not yet written.
@@ -284,8 +324,10 @@ impl Identities {
         let known = |graphs: &HashMap<ProjectId, IdentityGraph>| -> u64 {
             graphs.values().map(|g| g.stats().keys).sum()
         };
+        // Keys an erasure removed are gone on purpose, not lost.
+        let erased = store.meta().erased_keys()?;
         let mut graphs = self.write();
-        if known(&graphs) >= store.allocated_keys() {
+        if known(&graphs) + erased >= store.allocated_keys() {
             return Ok(());
         }
         let projects: Vec<ProjectId> = store.meta().projects()?.into_iter().map(|p| p.0).collect();
@@ -301,7 +343,7 @@ impl Identities {
             }
             self.recover(store, project, graph, keys)?;
         }
-        if known(&graphs) < store.allocated_keys() {
+        if known(&graphs) + erased < store.allocated_keys() {
             for &project in &projects {
                 let graph = graphs
                     .entry(project)

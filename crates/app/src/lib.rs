@@ -10,11 +10,14 @@ pub mod conformance;
 pub mod customer;
 pub mod dead_letters;
 pub mod diagnostics;
+pub mod erase;
 mod identities;
 pub mod import;
 pub mod keys;
+pub mod overview;
 pub mod personas;
 pub mod resolve;
+pub mod rules;
 pub mod stats;
 
 pub use config::Config;
@@ -65,6 +68,8 @@ pub enum AppError {
         source: import::ImportError,
         imported: u64,
     },
+    #[error(transparent)]
+    Rules(#[from] rules::RulesError),
 }
 
 pub struct AppOptions {
@@ -123,6 +128,8 @@ pub struct App {
     resolved: Mutex<HashMap<(ProjectId, ScanSpec), ResolvedEntry>>,
     personas: personas::PersonaCache,
     compact_after_events: usize,
+    privacy: erase::Privacy,
+    rules: rules::Rules,
 }
 
 /// Merged journeys of one scan, and the (store data version, identity generation) they
@@ -157,7 +164,9 @@ impl App {
                 file.display()
             );
         }
-        Ok(App {
+        let privacy = erase::Privacy::load(&store)?;
+        let triggers = rules::Rules::open(store.clone(), opts.clock.clone())?;
+        let app = App {
             compactor: compactor::Compactor::start(store.clone(), opts.compact_after_events),
             store,
             config,
@@ -166,7 +175,14 @@ impl App {
             resolved: Mutex::new(HashMap::new()),
             personas: Mutex::new(Vec::new()),
             compact_after_events: opts.compact_after_events,
-        })
+            privacy,
+            rules: triggers,
+        };
+        // An erasure a crash interrupted is finished before anything is read or stored.
+        app.resume_erasures()?;
+        // Triggers catch up on what a crash may have left unevaluated (rules.rs).
+        app.recover_rules()?;
+        Ok(app)
     }
 
     pub fn store(&self) -> &Store {
@@ -199,6 +215,8 @@ impl App {
         batch: Vec<Incoming>,
     ) -> Result<IngestReceipt, AppError> {
         use rayon::prelude::*;
+        // An erase waits for ingests in flight and holds new ones back (erase.rs).
+        let _pass = self.privacy.pass();
         let mut receipt = IngestReceipt::default();
         // Validation is per event and independent, so large batches use every core.
         let checked: Vec<Result<Event, Rejected>> = batch
@@ -222,6 +240,19 @@ impl App {
         let mut events = Vec::with_capacity(checked.len());
         let mut primaries = Vec::with_capacity(checked.len());
         for (i, item) in checked.into_iter().enumerate() {
+            let suppressed = match &item {
+                Ok(e) => self.privacy.suppressed(project, &e.identifiers),
+                Err(_) => Vec::new(),
+            };
+            if let (Ok(e), false) = (&item, suppressed.is_empty()) {
+                receipt.rejected.push(erase::suppressed_letter(
+                    i as u64 + 1,
+                    "ingest",
+                    e,
+                    &suppressed,
+                ));
+                continue;
+            }
             match item {
                 Ok(e) => match self.identities.primary(&e.identifiers) {
                     Some(p) => {
@@ -266,6 +297,8 @@ impl App {
         }
         if !events.is_empty() {
             // Links are durable before the events that carry them (see identities.rs).
+            let watched = self.rules.watch(project, &events);
+            let generation = self.identities.generation();
             self.identities.observe(&self.store, project, &events)?;
             let keyed: Vec<Identifier> = events
                 .iter()
@@ -280,6 +313,8 @@ impl App {
             )?;
             receipt.stored = outcome.stored;
             receipt.duplicates = outcome.duplicates;
+            // Durable and resolved: rules see each event under its customer.
+            self.evaluate_rules(project, watched, &outcome.customers, generation)?;
             self.compactor.after_ingest(&self.store)?;
         }
         Ok(receipt)
@@ -404,6 +439,7 @@ impl App {
             omnitrail_synth::DEMO_STAGES_TOML,
             diagnostics::DEMO_DIAGNOSTICS_TOML
         );
+        let demo_config = format!("{demo_config}{}", rules::DEMO_TRIGGERS_TOML);
         std::fs::write(&config_path, demo_config).map_err(|e| AppError::Io {
             path: config_path.display().to_string(),
             source: e,
@@ -445,6 +481,7 @@ impl App {
             Ok(())
         })?;
         self.store.compact()?;
+        self.install_demo_rules()?;
         summary.customers = cfg.customers;
         Ok(summary)
     }
@@ -537,6 +574,7 @@ impl App {
             issues: f.issues,
             friction: f.friction,
             notes,
+            tasks: self.customer_tasks(project, &keys)?,
             timeline: f.timeline,
         })
     }
@@ -653,6 +691,11 @@ impl App {
                 identifiers.len()
             )));
         }
+        let _pass = self.privacy.pass();
+        if self.refuse_suppressed_link(project, source, &identifiers)? {
+            return Ok(());
+        }
+        let generation = self.identities.generation();
         self.identities.link(
             &self.store,
             project,
@@ -660,14 +703,17 @@ impl App {
                 source,
                 at,
                 event: None,
-                identifiers,
+                identifiers: identifiers.clone(),
             },
-        )
+        )?;
+        self.rules_after_link(project, &identifiers, generation)
     }
 
     /// Splits an identifier off its customer: every link through it is revoked (and
     /// remembered as revoked, so it does not come back on restart).
     pub fn unmerge(&self, project: ProjectId, identifier: &str) -> Result<(), AppError> {
+        // Evidence ids move when an erase deletes evidence: never both at once.
+        let _pass = self.privacy.pass();
         let id = Identifier::parse_qualified(identifier.trim())
             .map_err(|e| AppError::Identity(format!("unmerge needs kind:value: {e}")))?;
         self.identities.unmerge(&self.store, project, &id)

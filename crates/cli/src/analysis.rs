@@ -61,7 +61,7 @@ fn parse_timestamp(text: &str) -> Result<Timestamp, String> {
 }
 
 impl CommonArgs {
-    fn query_options(&self) -> QueryOptions {
+    pub(crate) fn query_options(&self) -> QueryOptions {
         QueryOptions {
             by: self.by.clone(),
             case: self.case.clone(),

@@ -21,6 +21,7 @@ use omnitrail_app::analysis::engine::handoffs::{handoffs_scan, HandoffOptions, H
 use omnitrail_app::analysis::engine::journey_map::{journey_map_scan, JourneyMap};
 use omnitrail_app::analysis::engine::lifecycle::{Lifecycle, LifecycleOptions, Period};
 use omnitrail_app::analysis::engine::parse_duration;
+use omnitrail_app::analysis::engine::step_customers::StepCustomersOptions;
 use omnitrail_app::diagnostics::{channel_performance_options, journey_map_options};
 use omnitrail_app::App;
 use omnitrail_model::journeys::ScanSpec;
@@ -40,6 +41,43 @@ pub enum DiagnosticsCommand {
     Lifecycle(LifecycleArgs),
     /// Department-to-department handoffs with counts and median time.
     Handoffs(HandoffsArgs),
+    /// The overview: customers, events, goal conversion, sentiment, repeat contact, bot
+    /// containment, channel mix, the top friction points and the trend.
+    Overview(OverviewArgs),
+    /// The customers behind a process-map node (`--step`) or edge (`--step` and `--next`).
+    StepCustomers(StepCustomersArgs),
+}
+
+#[derive(Args)]
+pub struct OverviewArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Trend by week or month.
+    #[arg(long, default_value = "week")]
+    period: String,
+    /// Friction points listed.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(Args)]
+pub struct StepCustomersArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The step (in the `--by` dimension).
+    #[arg(long)]
+    step: String,
+    /// The step directly after it: the customers of the transition.
+    #[arg(long)]
+    next: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
 }
 
 #[derive(Args)]
@@ -134,7 +172,131 @@ pub fn run(app: &App, command: DiagnosticsCommand) -> Result<()> {
         DiagnosticsCommand::Emotion(args) => emotion(app, args),
         DiagnosticsCommand::Lifecycle(args) => lifecycle(app, args),
         DiagnosticsCommand::Handoffs(args) => handoffs(app, args),
+        DiagnosticsCommand::Overview(args) => overview(app, args),
+        DiagnosticsCommand::StepCustomers(args) => step_customers(app, args),
     }
+}
+
+fn overview(app: &App, args: OverviewArgs) -> Result<()> {
+    let period = args.period.parse::<Period>()?;
+    let o = app.overview(
+        ProjectId::DEFAULT,
+        &args.common.query_options(),
+        period,
+        args.top,
+    )?;
+    if args.format == Format::Json {
+        return print_json(serde_json::to_value(&o)?);
+    }
+    let rate = |x: Option<f64>| x.map_or_else(|| "-".to_string(), pct);
+    let s = &o.overview;
+    println!(
+        "{} customers, {} events; goal conversion {}, mean sentiment {}, repeat contact {}, bot containment {}\n",
+        s.customers,
+        s.events,
+        rate(s.goal_conversion),
+        s.mean_sentiment.map_or_else(|| "-".to_string(), |m| format!("{m:+.2}")),
+        rate(o.repeat_contact_rate),
+        rate(o.bot_containment),
+    );
+    let mix: Vec<Vec<String>> = s
+        .channel_mix
+        .iter()
+        .map(|c| {
+            vec![
+                c.channel.clone(),
+                c.events.to_string(),
+                pct(c.event_share),
+                c.customers.to_string(),
+                pct(c.customer_share),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "channel",
+            "events",
+            "of events",
+            "customers",
+            "of customers",
+        ],
+        &mix,
+        &[1, 2, 3, 4],
+    );
+    println!();
+    let friction: Vec<Vec<String>> = o
+        .top_friction
+        .iter()
+        .map(|f| {
+            vec![
+                f.step.clone(),
+                format!("{:.0}", f.score),
+                f.affected_customers.to_string(),
+                f.signal.unwrap_or("-").to_string(),
+            ]
+        })
+        .collect();
+    print_table(
+        &["friction point", "score", "affected", "main signal"],
+        &friction,
+        &[1, 2],
+    );
+    println!();
+    let trend: Vec<Vec<String>> = s
+        .trend
+        .iter()
+        .map(|t| {
+            vec![
+                t.period.clone(),
+                t.events.to_string(),
+                t.customers.to_string(),
+                t.mean_sentiment
+                    .map_or_else(|| "-".to_string(), |m| format!("{m:+.2}")),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            s.period.to_string().as_str(),
+            "events",
+            "customers",
+            "sentiment",
+        ],
+        &trend,
+        &[1, 2, 3],
+    );
+    Ok(())
+}
+
+fn step_customers(app: &App, args: StepCustomersArgs) -> Result<()> {
+    let options = StepCustomersOptions {
+        step: args.step,
+        next: args.next,
+        offset: args.offset,
+        limit: args.limit,
+    };
+    let found = app.step_customers(ProjectId::DEFAULT, &args.common.query_options(), &options)?;
+    if args.format == Format::Json {
+        return print_json(serde_json::to_value(&found)?);
+    }
+    let what = match &found.next {
+        Some(next) => format!("{} → {next}", found.step),
+        None => found.step.clone(),
+    };
+    println!(
+        "{what}: {} customers ({} cases); showing {} from {}",
+        found.total,
+        found.cases,
+        found.customers.len(),
+        found.offset
+    );
+    let rows: Vec<Vec<String>> = found
+        .customers
+        .iter()
+        .map(|c| vec![c.customer_id.clone(), c.label.clone()])
+        .collect();
+    print_table(&["customer", "identifier"], &rows, &[]);
+    Ok(())
 }
 
 /// The common options with touchpoints as the default step.

@@ -4,8 +4,10 @@ mod analysis;
 mod customer;
 mod design;
 mod diagnostics;
+mod erase;
 mod keys;
 mod output;
+mod rules;
 mod serve;
 
 use anyhow::{bail, Context, Result};
@@ -83,6 +85,28 @@ enum Command {
     /// Add, edit or list agent notes on a customer.
     #[command(subcommand)]
     Note(customer::NoteCommand),
+    /// Erase a person everywhere (their whole identity cluster: events, profile, notes,
+    /// dead letters) and suppress their identifiers until lifted.
+    Erase {
+        /// Any identifier of the person: kind:value, a bare value, or a customer id (c42).
+        identifier: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// List or lift suppressed identifiers (erased people whose events are refused).
+    #[command(subcommand)]
+    Suppressions(erase::SuppressionsCommand),
+    /// The audit log of erasures and lifts: who, when, which identifier hashes, counts.
+    Audit {
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Journey triggers: add, list, test, replay, disable and enable rules.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
+    /// Agent tasks queued by rules: list, claim, done.
+    #[command(subcommand)]
+    Tasks(rules::TasksCommand),
     /// Split an identifier off its customer, revoking every link through it.
     Unmerge {
         /// The identifier as kind:value, e.g. device_id:tablet-7.
@@ -220,7 +244,7 @@ fn run(cli: Cli) -> Result<()> {
             (!no_serve).then_some(serve),
             format,
         ),
-        Command::Serve(args) => serve::serve(open(&cli.data)?, &args),
+        Command::Serve(args) => serve::serve(open(&cli.data)?, &args, None),
         Command::Keys(command) => keys::run(&cli.data, command),
         Command::Openapi => {
             serve::openapi();
@@ -249,6 +273,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Design(command) => design::run(&open_existing(&cli.data)?, command),
         Command::Customer(args) => customer::customer(&open_existing(&cli.data)?, args),
         Command::Note(command) => customer::note(&open_existing(&cli.data)?, command),
+        Command::Erase { identifier, format } => {
+            erase::erase(&open_existing(&cli.data)?, &identifier, format)
+        }
+        Command::Suppressions(command) => erase::suppressions(&open_existing(&cli.data)?, command),
+        Command::Audit { format } => erase::audit(&open_existing(&cli.data)?, format),
+        Command::Rules(command) => rules::run(&open_existing(&cli.data)?, command),
+        Command::Tasks(command) => rules::tasks(&open_existing(&cli.data)?, command),
         Command::Unmerge { identifier } => {
             open_existing(&cli.data)?.unmerge(ProjectId::DEFAULT, &identifier)?;
             println!("unmerged {identifier}");
@@ -330,7 +361,7 @@ fn demo(
     println!();
     println!("write key (send events):   {}", write.key);
     println!("secret key (query API):    {}", secret.key);
-    serve::serve(app, &serve)
+    serve::serve(app, &serve, Some(&secret.key))
 }
 
 fn split_pair(text: &str, flag: &str) -> Result<(String, String)> {

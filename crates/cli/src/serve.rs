@@ -23,6 +23,16 @@ pub struct ServeArgs {
     /// Collector requests handled at once; more get 503 with Retry-After.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_in_flight: usize,
+    /// Collector requests a second each API key may send on average (429 with
+    /// Retry-After past it); 0 means no limit.
+    #[arg(long, default_value_t = 0.0, value_name = "N")]
+    pub rate_limit: f64,
+    /// Collector requests a key may send at once before --rate-limit applies.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub rate_burst: u32,
+    /// Longest a request may take, body upload included, in seconds (408 past it).
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub request_timeout: u64,
 }
 
 impl ServeArgs {
@@ -31,14 +41,18 @@ impl ServeArgs {
             max_event_bytes: self.max_event_bytes,
             max_batch_bytes: self.max_batch_bytes,
             max_in_flight_ingest: self.max_in_flight,
+            rate_limit_per_sec: self.rate_limit,
+            rate_limit_burst: self.rate_burst,
+            request_timeout: std::time::Duration::from_secs(self.request_timeout.max(1)),
             ..ServerConfig::default()
         }
     }
 }
 
 /// Serves `app` until a shutdown signal; the first line printed is
-/// `listening on http://ADDR`.
-pub fn serve(app: App, args: &ServeArgs) -> Result<()> {
+/// `listening on http://ADDR`. With `ui_key`, the next line is the web UI's address signed
+/// in with that secret key (the UI reads it from the fragment, which browsers never send).
+pub fn serve(app: App, args: &ServeArgs, ui_key: Option<&str>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("omnitrail-http")
@@ -54,6 +68,9 @@ pub fn serve(app: App, args: &ServeArgs) -> Result<()> {
         // The first line of standard output, for people and for scripts that start the
         // server on port 0.
         println!("listening on http://{addr}");
+        if let Some(key) = ui_key {
+            println!("web UI: http://{addr}/#key={key}");
+        }
         std::io::stdout()
             .flush()
             .context("cannot write to standard output")?;

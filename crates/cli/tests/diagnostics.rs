@@ -235,3 +235,109 @@ fn a_missing_data_dir_is_a_clear_error() {
     let err = failure(&missing, &["friction"]);
     assert!(err.contains("does not exist"), "{err}");
 }
+
+/// The overview's numbers agree with the analyses they summarize, and the planted friction
+/// leads its list.
+#[test]
+fn overview_agrees_with_stats_friction_and_channel_performance() {
+    let (_guard, data) = demo();
+    let o = ok_json(data, &["overview", "--format", "json"]);
+    let stats = ok_json(data, &["stats", "--format", "json"]);
+    assert_eq!(o["customers"], stats["customers"]);
+    assert_eq!(o["events"], stats["events"]);
+    // The demo's goal is renewal (`[overview] goals`): most renew, not everyone.
+    let conversion = o["goal_conversion"].as_f64().unwrap();
+    assert!(conversion > 0.3 && conversion < 1.0, "{conversion}");
+    let perf = ok_json(data, &["channels", "--performance", "--format", "json"]);
+    assert_eq!(
+        o["repeat_contact_rate"],
+        perf["totals"]["repeat_contact_rate"]
+    );
+    assert_eq!(o["bot_containment"], perf["totals"]["containment"]["rate"]);
+    let friction = ok_json(data, &["friction", "--format", "json", "--top", "5"]);
+    let steps = |v: &Value, key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["step"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(steps(&o, "top_friction"), steps(&friction, "points"));
+    let weekly: u64 = o["trend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(weekly), stats["events"].as_u64());
+    let channel_events: u64 = o["channel_mix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(channel_events), stats["events"].as_u64());
+}
+
+/// The customers behind a map edge are exactly those a segment expression finds with a
+/// funnel of the two steps in strict order.
+#[test]
+fn step_customers_of_an_edge_match_a_strict_funnel() {
+    let (_guard, data) = demo();
+    let edge = ok_json(
+        data,
+        &[
+            "step-customers",
+            "--step",
+            "payment_failed",
+            "--next",
+            "complaint",
+            "--limit",
+            "5",
+            "--format",
+            "json",
+        ],
+    );
+    let funnel = ok_json(
+        data,
+        &[
+            "funnel",
+            "--step",
+            "payment_failed",
+            "--step",
+            "complaint",
+            "--mode",
+            "strict",
+            "--format",
+            "json",
+        ],
+    );
+    let total = edge["total"].as_u64().unwrap();
+    assert!(total > 0);
+    assert_eq!(
+        Some(total),
+        funnel["steps"][1]["customers"].as_u64(),
+        "{funnel}"
+    );
+    let customers = edge["customers"].as_array().unwrap();
+    assert_eq!(customers.len(), 5);
+    for c in customers {
+        let view = ok_json(
+            data,
+            &[
+                "customer",
+                c["customer_id"].as_str().unwrap(),
+                "--format",
+                "json",
+            ],
+        );
+        assert!(
+            view["timeline"].to_string().contains("complaint"),
+            "{}",
+            c["customer_id"]
+        );
+        assert!(c["label"].as_str().unwrap().starts_with("email:"), "{c}");
+    }
+    failure(data, &["step-customers", "--step", "x", "--limit", "-1"]);
+}

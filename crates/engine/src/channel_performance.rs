@@ -94,6 +94,10 @@ pub struct ChannelPerformanceTotals {
     pub contacts: u64,
     /// Sum of the channels' costs to serve (channels without a unit cost add nothing).
     pub cost: f64,
+    /// Over every assisted channel's contacts; null without any.
+    pub repeat_contact_rate: Option<f64>,
+    /// Over every bot channel's sessions; null without any bot channel.
+    pub containment: Option<Containment>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -368,6 +372,21 @@ pub fn channel_performance(
     let total_events: u64 = p.channels.iter().map(|c| c.events).sum();
     let names = &signals.channels.names;
     let params = &options.signals;
+    let (mut assisted_contacts, mut repeats, mut sessions, mut contained) = (0, 0, 0, 0);
+    let mut any_assisted = false;
+    let mut any_bot = false;
+    for (c, name) in p.channels.iter().zip(names).filter(|(c, _)| c.events > 0) {
+        if params.assisted_channels.contains(name) {
+            any_assisted = true;
+            assisted_contacts += c.assisted_contacts;
+            repeats += c.repeats;
+        }
+        if params.bot_channels.contains(name) {
+            any_bot = true;
+            sessions += c.sessions;
+            contained += c.contained;
+        }
+    }
     let mut channels: Vec<ChannelStats> = p
         .channels
         .into_iter()
@@ -450,6 +469,12 @@ pub fn channel_performance(
             customers: p.customers,
             contacts: total_contacts,
             cost,
+            repeat_contact_rate: any_assisted.then(|| ratio(repeats, assisted_contacts)),
+            containment: any_bot.then(|| Containment {
+                sessions,
+                contained,
+                rate: ratio(contained, sessions),
+            }),
         },
         channels,
         breakdown: breakdown_name,

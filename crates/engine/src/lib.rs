@@ -17,12 +17,14 @@ pub mod funnel;
 pub mod handoffs;
 pub mod journey_map;
 pub mod lifecycle;
+pub mod overview;
 pub mod paths;
 pub mod personas;
 pub mod process_map;
 pub mod query;
 pub mod root_cause;
 pub mod stats;
+pub mod step_customers;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod variants;

@@ -724,6 +724,28 @@ fn check_channels(
         let unit = o.costs.get(&g.channel).copied();
         assert_eq!(g.cost, unit.map(|u| u * w.contacts as f64));
     }
+    // Totals over every assisted and every bot channel.
+    let assisted: Vec<&RefChannel> = want
+        .iter()
+        .filter(|w| o.signals.assisted_channels.contains(&w.channel))
+        .collect();
+    let sum = |v: &[&RefChannel], f: fn(&RefChannel) -> u64| v.iter().map(|w| f(w)).sum::<u64>();
+    let rr = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    assert_eq!(
+        got.totals.repeat_contact_rate,
+        (!assisted.is_empty()).then(|| rr(
+            sum(&assisted, |w| w.repeats),
+            sum(&assisted, |w| w.assisted_contacts)
+        ))
+    );
+    let bots: Vec<&RefChannel> = want
+        .iter()
+        .filter(|w| o.signals.bot_channels.contains(&w.channel))
+        .collect();
+    assert_eq!(
+        got.totals.containment.map(|c| (c.sessions, c.contained)),
+        (!bots.is_empty()).then(|| (sum(&bots, |w| w.sessions), sum(&bots, |w| w.contained)))
+    );
     got
 }
 

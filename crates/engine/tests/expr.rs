@@ -60,6 +60,41 @@ fn filter_shape(text: &str) -> String {
     shape(EventFilter::parse(text).unwrap().expr())
 }
 
+/// Regression (found by fuzzing): thousands of nested parentheses overflowed the stack and
+/// killed the process; nesting is now capped with an error at the level that breaks it.
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let deep = |open: &str, n: usize, inner: &str, close: &str| {
+        format!("{}{inner}{}", open.repeat(n), close.repeat(n))
+    };
+    // The error points at the 65th level.
+    for (text, column) in [
+        (deep("(", 6000, "channel = 'web'", ")"), 65),
+        (deep("not ", 6000, "channel = 'web'", ""), 64 * 4 + 1),
+        (deep("(", 65, "channel = 'web'", ")"), 65),
+    ] {
+        let err = EventFilter::parse(&text).unwrap_err();
+        assert!(
+            err.message.contains("nested more than 64 levels"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.column, column);
+    }
+    let segment = deep("(", 6000, "did('x')", ")");
+    let err = Segment::parse(&segment).unwrap_err();
+    assert!(
+        err.message.contains("nested more than 64 levels"),
+        "{}",
+        err.message
+    );
+    let inside_did = format!("did({})", deep("(", 100, "channel = 'web'", ")"));
+    assert!(Segment::parse(&inside_did).is_err());
+    // 64 levels are fine.
+    let ok = deep("(", 63, "channel = 'web'", ")");
+    assert_eq!(filter_shape(&ok), filter_shape("channel = 'web'"));
+}
+
 #[test]
 fn and_binds_tighter_than_or_and_not_tighter_than_and() {
     assert_eq!(

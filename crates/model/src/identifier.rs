@@ -48,23 +48,24 @@ impl IdentifierKind {
         if s.is_empty() || s.len() > MAX_KIND_LEN {
             return Err(bad());
         }
-        if let Some(network) = s.strip_prefix("social:") {
-            let network = network.to_ascii_lowercase();
+        // Kinds are case-insensitive: a custom kind spelled like a built-in one (`Phone`)
+        // would be stored as a custom kind yet read back as the built-in one.
+        let lower = s.to_ascii_lowercase();
+        if let Some(network) = lower.strip_prefix("social:") {
             if network.is_empty() || !network.bytes().all(is_kind_byte) {
                 return Err(bad());
             }
-            return Ok(IdentifierKind::Social(network));
+            return Ok(IdentifierKind::Social(network.to_string()));
         }
-        Ok(match s {
-            "user_id" | "userId" => IdentifierKind::UserId,
-            "anonymous_id" | "anonymousId" => IdentifierKind::AnonymousId,
+        Ok(match lower.as_str() {
+            "user_id" | "userid" => IdentifierKind::UserId,
+            "anonymous_id" | "anonymousid" => IdentifierKind::AnonymousId,
             "email" => IdentifierKind::Email,
             "phone" => IdentifierKind::Phone,
-            "device_id" | "deviceId" => IdentifierKind::DeviceId,
-            "crm_id" | "crmId" => IdentifierKind::CrmId,
+            "device_id" | "deviceid" => IdentifierKind::DeviceId,
+            "crm_id" | "crmid" => IdentifierKind::CrmId,
             other => {
-                let lower = other.to_ascii_lowercase();
-                if !lower.bytes().all(is_kind_byte) || lower.starts_with("social") {
+                if !other.bytes().all(is_kind_byte) || other.starts_with("social") {
                     return Err(bad());
                 }
                 IdentifierKind::Custom(lower)
@@ -245,6 +246,32 @@ impl fmt::Display for Identifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (found by fuzzing): a kind spelt like a built-in one in other case was a
+    /// custom kind that read back as the built-in one, changing the event on a round trip.
+    #[test]
+    fn kinds_are_case_insensitive() {
+        for (raw, want) in [
+            ("Phone", IdentifierKind::Phone),
+            ("EMAIL", IdentifierKind::Email),
+            ("UserId", IdentifierKind::UserId),
+            ("userid", IdentifierKind::UserId),
+            ("Social:Twitter", IdentifierKind::Social("twitter".into())),
+            (
+                "Loyalty_Card",
+                IdentifierKind::Custom("loyalty_card".into()),
+            ),
+        ] {
+            let kind = IdentifierKind::parse(raw).unwrap();
+            assert_eq!(kind, want, "{raw}");
+            assert_eq!(
+                IdentifierKind::parse(&kind.as_str()).unwrap(),
+                kind,
+                "{raw}"
+            );
+        }
+        assert!(IdentifierKind::parse("Socialite").is_err());
+    }
 
     #[test]
     fn phone_as_the_agent_hears_it_matches_the_stored_form() {

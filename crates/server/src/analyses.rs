@@ -21,6 +21,7 @@ use omnitrail_app::analysis::engine::journey_map::JourneyMapOptions;
 use omnitrail_app::analysis::engine::lifecycle::{LifecycleOptions, Period};
 use omnitrail_app::analysis::engine::paths::{AnchorOccurrence, PathDirection, PathOptions};
 use omnitrail_app::analysis::engine::personas::PersonaOptions;
+use omnitrail_app::analysis::engine::step_customers::StepCustomersOptions;
 use omnitrail_app::analysis::engine::{parse_duration, ChannelOptions, MapOptions, VariantOptions};
 use omnitrail_app::analysis::QueryOptions;
 use omnitrail_app::compare::{parse_compare_funnel, CompareRequest, CompareSide};
@@ -336,6 +337,49 @@ pub const ANALYSES: &[Analysis] = &[
         },
     },
     Analysis {
+        name: "overview",
+        summary: "Overview: customers, events, goal conversion, mean sentiment, repeat contact, bot containment, channel mix, the top friction points and the trend.",
+        params: &[
+            param("period", ParamType::String, "Trend by week or month (default week)."),
+            param("top", ParamType::Integer, "Friction points listed (default 5)."),
+        ],
+        no_step_or_case: true,
+        doc: "docs/api-json.md#omnitrail-overview",
+        run: |app, project, query, p| {
+            let period = match p.one("period")? {
+                Some(text) => text.parse::<Period>()?,
+                None => Period::Week,
+            };
+            let top = p.parse("top")?.unwrap_or(5);
+            to_json(app.overview(project, query, period, top)?)
+        },
+    },
+    Analysis {
+        name: "step-customers",
+        summary: "The customers behind a process-map node (a step) or edge (a step directly followed by another).",
+        params: &[
+            required("step", ParamType::String, "The step, in the `by` dimension."),
+            param("next", ParamType::String, "The step directly after it: the customers of the transition step → next."),
+            param("offset", ParamType::Integer, "Customers to skip (default 0)."),
+            param("limit", ParamType::Integer, "Customers to list (default 100, at most 1000)."),
+        ],
+        no_step_or_case: false,
+        doc: "docs/api-json.md#omnitrail-step-customers",
+        run: |app, project, query, p| {
+            let limit: usize = p.parse("limit")?.unwrap_or(100);
+            if limit > 1000 {
+                return Err(ApiError::invalid_query("limit must be at most 1000"));
+            }
+            let options = StepCustomersOptions {
+                step: p.required("step")?,
+                next: p.one("next")?,
+                offset: p.parse("offset")?.unwrap_or(0),
+                limit,
+            };
+            to_json(app.step_customers(project, query, &options)?)
+        },
+    },
+    Analysis {
         name: "lifecycle",
         summary: "Lifecycle: active, dormant, returning and churn-risk customers per period, and their transitions.",
         params: &[
@@ -362,13 +406,20 @@ pub const ANALYSES: &[Analysis] = &[
     Analysis {
         name: "conformance",
         summary: "Conformance of actual journeys to a designed journey of the data dir: fitness, deviations and their impact.",
-        params: &[param("name", ParamType::String, "The designed journey (its name in the data dir's journeys/ folder); optional when there is only one.")],
+        params: &[
+            param("name", ParamType::String, "The designed journey (its name in the data dir's journeys/ folder); optional when there is only one."),
+            param("design", ParamType::String, "A designed journey given inline, as YAML or JSON text in the format of docs/designed-journeys.md, instead of `name`."),
+        ],
         no_step_or_case: false,
         doc: "docs/api-json.md#omnitrail-conformance",
         run: |app, project, query, p| {
-            let choice = match p.one("name")? {
-                Some(name) => DesignChoice::Name(name),
-                None => DesignChoice::Only,
+            let choice = match (p.one("name")?, p.one("design")?) {
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::invalid_query("give name or design, not both"))
+                }
+                (Some(name), None) => DesignChoice::Name(name),
+                (None, Some(text)) => DesignChoice::Inline(text),
+                (None, None) => DesignChoice::Only,
             };
             let design = app.design(&choice)?;
             to_json(app.conformance(project, query, &design)?)

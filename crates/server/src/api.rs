@@ -33,7 +33,7 @@ const MAX_PAGE: usize = 1000;
 type QueryPairs = Query<Vec<(String, String)>>;
 
 /// Runs `f` with the app on a blocking thread, once one of the query slots is free.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     shared: &Arc<Shared>,
     f: impl FnOnce(&App) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -71,7 +71,10 @@ impl Drop for Running {
 }
 
 /// The caller, who must hold a secret key.
-async fn secret(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<Authenticated, ApiError> {
+pub(crate) async fn secret(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+) -> Result<Authenticated, ApiError> {
     let key = auth::header_key(headers).ok_or_else(|| auth::missing_key(false))?;
     auth::require_secret(shared.keys.authenticate(&shared.app, &key).await?)
 }

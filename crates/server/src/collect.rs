@@ -200,7 +200,7 @@ pub(crate) async fn events(
     let started = Instant::now();
     let admission = shared.admit()?;
     let key = auth::header_key(&headers).ok_or_else(|| auth::missing_key(false))?;
-    let caller = shared.keys.authenticate(&shared.app, &key).await?;
+    let caller = crate::limits::collector_caller(&shared, &key).await?;
     let encoding = body::content_encoding(&headers)?;
     let limit = shared.config.max_batch_bytes;
     let raw = body::read(body, &headers, limit).await?;
@@ -509,7 +509,7 @@ async fn segment_endpoint(
     let admission = shared.admit()?;
     // A key in the headers is checked before the body is read; one in the body after.
     let header_caller = match auth::header_key(&headers) {
-        Some(key) => Some(shared.keys.authenticate(&shared.app, &key).await?),
+        Some(key) => Some(crate::limits::collector_caller(&shared, &key).await?),
         None => None,
     };
     let encoding = body::content_encoding(&headers)?;
@@ -539,7 +539,7 @@ async fn segment_endpoint(
             })
             .await??;
             let key = key.ok_or_else(|| auth::missing_key(true))?;
-            let caller = shared.keys.authenticate(&shared.app, &key).await?;
+            let caller = crate::limits::collector_caller(&shared, &key).await?;
             let app = shared.app.clone();
             tokio::task::spawn_blocking(move || store(&app, caller, prepared)).await??
         }

@@ -149,7 +149,10 @@ impl From<AnalysisError> for ApiError {
         match e {
             AnalysisError::App(a) => a.into(),
             AnalysisError::Engine(engine) => engine.into(),
-            AnalysisError::Expression { .. } => ApiError::invalid_query(e.to_string()),
+            // Named as the API's parameter (`segment`), not the CLI's option (`--segment`).
+            AnalysisError::Expression { option, rendered } => {
+                ApiError::invalid_query(format!("{}: {rendered}", option.trim_start_matches("--")))
+            }
         }
     }
 }

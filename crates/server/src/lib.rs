@@ -22,9 +22,13 @@ mod body;
 mod collect;
 pub mod dto;
 mod error;
+mod limits;
 mod metrics;
 mod openapi;
+mod privacy;
+mod rules;
 pub mod segment;
+mod ui;
 
 pub use analyses::{Analysis, Param, ParamType, ANALYSES};
 pub use error::{ApiError, ErrorBody};
@@ -63,6 +67,13 @@ pub struct ServerConfig {
     /// After a shutdown signal, how long in-flight requests may take before the server
     /// stops waiting for them (their events are then not acknowledged).
     pub shutdown_grace: Duration,
+    /// Collector requests a second each API key may send on average; 0 means no limit.
+    /// Past it (and its burst) a request gets 429 with `Retry-After`.
+    pub rate_limit_per_sec: f64,
+    /// Collector requests a key may send at once before its rate applies.
+    pub rate_limit_burst: u32,
+    /// Longest a request may take, body upload included; 408 past it.
+    pub request_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +86,9 @@ impl Default for ServerConfig {
             key_cache_ttl: Duration::from_secs(2),
             max_concurrent_queries: std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
             shutdown_grace: Duration::from_secs(30),
+            rate_limit_per_sec: 0.0,
+            rate_limit_burst: 100,
+            request_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -87,6 +101,7 @@ pub(crate) struct Shared {
     pub(crate) keys: auth::KeyCache,
     pub(crate) ingest_permits: Arc<Semaphore>,
     pub(crate) query_permits: Arc<Semaphore>,
+    pub(crate) rate_limiter: limits::RateLimiter,
 }
 
 /// A server over one app (one data dir).
@@ -107,6 +122,10 @@ impl Server {
                 keys: auth::KeyCache::new(config.key_cache_ttl),
                 ingest_permits: Arc::new(Semaphore::new(config.max_in_flight_ingest)),
                 query_permits: Arc::new(Semaphore::new(config.max_concurrent_queries.max(1))),
+                rate_limiter: limits::RateLimiter::new(
+                    config.rate_limit_per_sec,
+                    config.rate_limit_burst,
+                ),
                 config,
                 metrics,
             }),
@@ -144,7 +163,10 @@ impl Server {
             .route("/v1/alias", post(collect::alias))
             .route("/v1/batch", post(collect::batch))
             .route("/v1/import", post(collect::import))
-            .route("/api/v1/customers/{id}", get(api::customer))
+            .route(
+                "/api/v1/customers/{id}",
+                get(api::customer).delete(privacy::erase),
+            )
             .route(
                 "/api/v1/customers/{id}/notes",
                 get(api::notes).post(api::add_note),
@@ -162,7 +184,27 @@ impl Server {
             .route("/api/v1/imports", get(api::imports))
             .route("/api/v1/keys", get(api::keys).post(api::create_key))
             .route("/api/v1/keys/{key}", axum::routing::delete(api::revoke_key))
-            .fallback(api::not_found)
+            .route("/api/v1/suppressions", get(privacy::suppressions))
+            .route(
+                "/api/v1/suppressions/{identifier}",
+                axum::routing::delete(privacy::lift),
+            )
+            .route("/api/v1/audit", get(privacy::audit))
+            .route("/api/v1/rules", get(rules::list).post(rules::create))
+            .route("/api/v1/rules/test", post(rules::test))
+            .route("/api/v1/rules/replay", post(rules::replay_draft))
+            .route("/api/v1/rules/{name}", get(rules::get_one))
+            .route("/api/v1/rules/{name}/disable", post(rules::disable))
+            .route("/api/v1/rules/{name}/enable", post(rules::enable))
+            .route("/api/v1/rules/{name}/replay", post(rules::replay))
+            .route("/api/v1/tasks", get(rules::tasks))
+            .route("/api/v1/tasks/{id}", patch(rules::patch_task))
+            .route("/api/v1/webhook-deliveries", get(rules::deliveries))
+            .fallback(ui::fallback)
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                limits::timeout,
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 shared.clone(),
                 observe,
@@ -187,6 +229,20 @@ impl Server {
             let _ = stopping_tx.send(());
         });
         let grace = self.shared.config.shutdown_grace;
+        // Trigger timers: closed unless windows are decided and emitted events added
+        // once a second (the app's rules.rs); stopped with the server.
+        let app = self.shared.app.clone();
+        let ticker = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                let app = app.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || app.poll_rules()).await {
+                    tracing::error!("trigger timers: {e}");
+                }
+            }
+        });
+        let _stop_ticker = AbortOnDrop(ticker);
         tokio::select! {
             result = graceful => result,
             () = async move {
@@ -203,6 +259,15 @@ impl Server {
                 Ok(())
             }
         }
+    }
+}
+
+/// Aborts a background task when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -9,7 +9,7 @@
 //! point there instead of being mirrored field by field (docs/http-api.md says why).
 
 use crate::analyses::{Analysis, ParamType, ANALYSES, COMMON};
-use crate::{api, collect, dto, error};
+use crate::{api, collect, dto, error, privacy, rules};
 use serde_json::{json, Value};
 use std::borrow::Cow;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
@@ -118,6 +118,21 @@ impl ToSchema for AnalysisCatalog {
         api::keys,
         api::create_key,
         api::revoke_key,
+        privacy::erase,
+        privacy::suppressions,
+        privacy::lift,
+        privacy::audit,
+        rules::list,
+        rules::create,
+        rules::get_one,
+        rules::disable,
+        rules::enable,
+        rules::test,
+        rules::replay,
+        rules::replay_draft,
+        rules::tasks,
+        rules::patch_task,
+        rules::deliveries,
     ),
     components(schemas(
         error::ErrorBody,
@@ -139,6 +154,15 @@ impl ToSchema for AnalysisCatalog {
         dto::ImportInfo,
         dto::NamedCount,
         dto::StatsInfo,
+        privacy::EraseReceiptInfo,
+        privacy::EraseCountsInfo,
+        privacy::SuppressionInfo,
+        privacy::LiftResult,
+        privacy::AuditEntryInfo,
+        rules::RuleTestBody,
+        rules::RuleReplayBody,
+        rules::DraftReplayBody,
+        rules::TaskPatchBody,
         CustomerView,
         AnalysisResult,
         AnalysisCatalog,
@@ -151,6 +175,8 @@ impl ToSchema for AnalysisCatalog {
         (name = "analyses", description = "Journey analyses"),
         (name = "data", description = "Stats, dead letters, imports"),
         (name = "keys", description = "API keys of the caller's project"),
+        (name = "privacy", description = "Erasure, suppressions and the audit log"),
+        (name = "triggers", description = "Journey trigger rules, agent tasks and the webhook delivery log"),
         (name = "ops", description = "Health, metrics, this document"),
     )
 )]

@@ -629,7 +629,57 @@ async fn every_analysis_answers_through_get_and_post() {
         assert!(r.body.is_object(), "{uri}");
     }
 
+    // A designed journey given inline (the UI's editor), in YAML or JSON.
+    let design = "name: browse\nsteps:\n  - activity: visit\n  - activity: cart\n";
+    let inline = t
+        .post_json(
+            "/api/v1/analyses/conformance",
+            Some(&t.secret.clone()),
+            &json!({ "design": design }),
+        )
+        .await;
+    assert_eq!(inline.status, StatusCode::OK, "{}", inline.text);
+    assert!(
+        inline.body["totals"]["cases"].as_u64().unwrap() > 0,
+        "{}",
+        inline.text
+    );
+    let broken = t
+        .post_json(
+            "/api/v1/analyses/conformance",
+            Some(&t.secret.clone()),
+            &json!({ "design": "{\"name\": \"x\", \"stepz\": []}" }),
+        )
+        .await;
+    assert_eq!(broken.status, StatusCode::BAD_REQUEST, "{}", broken.text);
+    let message = broken.body["message"].as_str().unwrap();
+    assert!(message.starts_with("design: "), "{message}");
+
+    // Expression errors name the API's parameter, not the CLI's option.
+    let bad = t.get("/api/v1/analyses/map?segment=did(").await;
+    let message = bad.body["message"].as_str().unwrap();
+    assert!(message.starts_with("segment: error at column"), "{message}");
+
+    // The UI's overview and the customers behind a map element.
+    let o = t.get("/api/v1/analyses/overview?period=month&top=2").await;
+    assert_eq!(o.status, StatusCode::OK, "{}", o.text);
+    assert_eq!(o.body["events"], 18, "{}", o.text);
+    assert_eq!(o.body["period"], "month");
+    let edge = t
+        .get("/api/v1/analyses/step-customers?step=visit&next=cart&limit=2")
+        .await;
+    assert_eq!(edge.status, StatusCode::OK, "{}", edge.text);
+    let listed = edge.body["customers"].as_array().unwrap();
+    assert!(edge.body["total"].as_u64().unwrap() >= listed.len() as u64 && !listed.is_empty());
+    assert!(listed[0]["customer_id"].as_str().unwrap().starts_with('c'));
+
     for (uri, code) in [
+        ("/api/v1/analyses/step-customers", "invalid_query"),
+        (
+            "/api/v1/analyses/step-customers?step=visit&limit=5000",
+            "invalid_query",
+        ),
+        ("/api/v1/analyses/overview?period=decade", "invalid_query"),
         ("/api/v1/analyses/map?where=channel%20%3D", "invalid_query"),
         ("/api/v1/analyses/map?nodes=5", "invalid_query"),
         ("/api/v1/analyses/channels?by=channel", "invalid_query"),

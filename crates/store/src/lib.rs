@@ -10,18 +10,25 @@
 //! The on-disk layout is described in docs/storage.md.
 
 pub mod durability;
+pub mod erase;
 pub mod index;
 pub mod journeys;
 pub mod log;
 pub mod manifest;
 pub mod meta;
 pub mod segment;
+pub mod triggers;
 
 pub use durability::{Durability, OsDurability};
+pub use erase::{AuditEntry, EraseCounts, EraseRequest, Erased, Suppression};
 pub use log::LogRecord;
 pub use manifest::{Manifest, SegmentMeta, DEFAULT_PARTITIONS, FORMAT_VERSION};
 pub use meta::{ApiKeyRow, DeadLetter, EvidenceRow, ImportRecord, Meta, NoteRow};
 pub use omnitrail_model::journeys::{Dictionary, Journeys, PropertyColumn, ScanSpec};
+pub use triggers::{
+    AttemptOutcome, DeliveryRow, FiringRow, TaskFilter, TaskListing, TaskRow, TriggerRuleRow,
+    TriggerStateRow, TriggerWrite,
+};
 
 use index::{CustomerKeys, DedupSet};
 use log::{lock, GroupCommit, LogFile};

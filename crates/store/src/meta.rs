@@ -12,12 +12,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
 pub const META_FILE: &str = "meta.sqlite";
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 6;
 /// How long a write waits for another process's write transaction to finish.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Meta {
-    conn: Connection,
+    // Crate-visible so the erase module can delete rows and checkpoint in one place.
+    pub(crate) conn: Connection,
 }
 
 /// A rejected event kept so it can be listed, fixed and replayed.
@@ -217,6 +218,120 @@ impl Meta {
                  CREATE INDEX api_keys_by_prefix ON api_keys(prefix);
                  ALTER TABLE dead_letters ADD COLUMN replayed_at INTEGER;
                  PRAGMA user_version = 4;
+                 COMMIT;",
+            )
+            .map_err(sql)?;
+        }
+        if version < 5 {
+            // Journey triggers (triggers.rs): rules, per-(rule, customer) evaluation state,
+            // firings (unique per project and id, so none is ever recorded twice), the
+            // webhook delivery log, and agent tasks. `IF NOT EXISTS`: a database rolled back
+            // to an older version number (tests do) may still hold them.
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS trigger_rules (
+                   project INTEGER NOT NULL REFERENCES projects(id),
+                   name TEXT NOT NULL,
+                   rule TEXT NOT NULL,
+                   enabled INTEGER NOT NULL DEFAULT 1,
+                   secret TEXT NOT NULL,
+                   created_at INTEGER NOT NULL,
+                   updated_at INTEGER NOT NULL,
+                   PRIMARY KEY (project, name)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE IF NOT EXISTS trigger_state (
+                   project INTEGER NOT NULL REFERENCES projects(id),
+                   rule TEXT NOT NULL,
+                   customer INTEGER NOT NULL,
+                   state TEXT NOT NULL,
+                   deadline INTEGER,
+                   PRIMARY KEY (project, rule, customer)
+                 ) WITHOUT ROWID;
+                 CREATE INDEX IF NOT EXISTS trigger_state_by_deadline ON trigger_state(deadline)
+                   WHERE deadline IS NOT NULL;
+                 CREATE TABLE IF NOT EXISTS trigger_firings (
+                   project INTEGER NOT NULL REFERENCES projects(id),
+                   id TEXT NOT NULL,
+                   rule TEXT NOT NULL,
+                   customer INTEGER NOT NULL,
+                   completed_at INTEGER NOT NULL,
+                   fired_at INTEGER NOT NULL,
+                   chain TEXT NOT NULL,
+                   emit TEXT,
+                   PRIMARY KEY (project, id)
+                 ) WITHOUT ROWID;
+                 CREATE INDEX IF NOT EXISTS trigger_firings_by_customer ON trigger_firings(project, customer);
+                 CREATE INDEX IF NOT EXISTS trigger_firings_to_emit ON trigger_firings(fired_at)
+                   WHERE emit IS NOT NULL;
+                 CREATE TABLE IF NOT EXISTS webhook_deliveries (
+                   id INTEGER PRIMARY KEY,
+                   project INTEGER NOT NULL REFERENCES projects(id),
+                   firing TEXT NOT NULL,
+                   rule TEXT NOT NULL,
+                   customer INTEGER NOT NULL,
+                   url TEXT NOT NULL,
+                   secret TEXT NOT NULL,
+                   body TEXT NOT NULL,
+                   status TEXT NOT NULL,
+                   attempts INTEGER NOT NULL DEFAULT 0,
+                   next_attempt_at INTEGER,
+                   last_status INTEGER,
+                   last_error TEXT,
+                   created_at INTEGER NOT NULL,
+                   finished_at INTEGER,
+                   UNIQUE (project, firing, url)
+                 );
+                 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
+                 CREATE TABLE IF NOT EXISTS trigger_tasks (
+                   id INTEGER PRIMARY KEY,
+                   project INTEGER NOT NULL REFERENCES projects(id),
+                   firing TEXT NOT NULL,
+                   rule TEXT NOT NULL,
+                   customer INTEGER NOT NULL,
+                   queue TEXT NOT NULL,
+                   title TEXT NOT NULL,
+                   status TEXT NOT NULL,
+                   agent TEXT,
+                   created_at INTEGER NOT NULL,
+                   updated_at INTEGER NOT NULL,
+                   UNIQUE (project, firing, queue)
+                 );
+                 CREATE INDEX IF NOT EXISTS trigger_tasks_by_customer ON trigger_tasks(project, customer, id);
+                 PRAGMA user_version = 5;
+                 COMMIT;",
+            )
+            .map_err(sql)?;
+        }
+        if version < 6 {
+            // Erasure (erase.rs): suppressed identifier hashes, the audit log of erasures
+            // and lifts, and erasures begun but not finished (replayed on open).
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS suppressions (
+                   id INTEGER PRIMARY KEY,
+                   project INTEGER NOT NULL REFERENCES projects(id),
+                   hash TEXT NOT NULL,
+                   created_at INTEGER NOT NULL,
+                   lifted_at INTEGER
+                 );
+                 CREATE INDEX IF NOT EXISTS suppressions_by_hash ON suppressions(project, hash);
+                 CREATE TABLE IF NOT EXISTS audit_log (
+                   id INTEGER PRIMARY KEY,
+                   project INTEGER NOT NULL REFERENCES projects(id),
+                   at INTEGER NOT NULL,
+                   actor TEXT NOT NULL,
+                   action TEXT NOT NULL,
+                   identifier_hashes TEXT NOT NULL,
+                   counts TEXT NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS pending_erasures (
+                   id INTEGER PRIMARY KEY,
+                   project INTEGER NOT NULL REFERENCES projects(id),
+                   started_at INTEGER NOT NULL,
+                   actor TEXT NOT NULL,
+                   spec TEXT NOT NULL
+                 );
+                 PRAGMA user_version = 6;
                  COMMIT;",
             )
             .map_err(sql)?;
@@ -817,7 +932,7 @@ mod tests {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 4);
+        assert_eq!(version, SCHEMA_VERSION);
         let letters = meta.dead_letters(ProjectId::DEFAULT, 0, 10).unwrap();
         assert_eq!(letters.len(), 1);
         assert_eq!(meta.dead_letter_count(ProjectId::DEFAULT).unwrap(), 1);

@@ -128,6 +128,9 @@ pub fn create_key(data: &Path, kind: &str) -> String {
 }
 
 pub fn client() -> reqwest::blocking::Client {
+    // The workspace's reqwest has TLS without a built-in crypto provider (the app's webhook
+    // client installs ring); a client cannot be built before one is installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

@@ -26,8 +26,14 @@ pub(crate) struct Parser<'s> {
     src: &'s str,
     toks: Vec<Token>,
     i: usize,
+    /// Parentheses and `not`s open around the current token.
+    depth: usize,
     pub mentions: Mentions,
 }
+
+/// Deeper nesting is refused: the parser (and every pass over the tree) recurses once per
+/// level, and expressions come from HTTP callers; no real filter nests this deep.
+pub const MAX_NESTING: usize = 64;
 
 fn is_kw(tok: &Tok, kw: &str) -> bool {
     matches!(tok, Tok::Word(w) if w.eq_ignore_ascii_case(kw))
@@ -39,6 +45,7 @@ impl<'s> Parser<'s> {
             src,
             toks: tokenize(src)?,
             i: 0,
+            depth: 0,
             mentions: Mentions::default(),
         })
     }
@@ -71,6 +78,18 @@ impl<'s> Parser<'s> {
         } else {
             false
         }
+    }
+
+    /// Enters one level of nesting, or refuses when [`MAX_NESTING`] are open.
+    fn nest(&mut self) -> Result<(), ExprError> {
+        if self.depth == MAX_NESTING {
+            return Err(self.error(
+                self.at(),
+                format!("nested more than {MAX_NESTING} levels deep (parentheses and not)"),
+            ));
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     fn error(&self, at: usize, message: impl Into<String>) -> ExprError {
@@ -143,6 +162,13 @@ impl<'s> Parser<'s> {
     }
 
     fn filter_unary(&mut self) -> Result<FilterExpr, ExprError> {
+        self.nest()?;
+        let e = self.filter_unary_nested();
+        self.depth -= 1;
+        e
+    }
+
+    fn filter_unary_nested(&mut self) -> Result<FilterExpr, ExprError> {
         if self.eat_kw("not") {
             return Ok(FilterExpr::Not(Box::new(self.filter_unary()?)));
         }
@@ -363,6 +389,13 @@ impl<'s> Parser<'s> {
     }
 
     fn segment_unary(&mut self) -> Result<SegmentExpr, ExprError> {
+        self.nest()?;
+        let e = self.segment_unary_nested();
+        self.depth -= 1;
+        e
+    }
+
+    fn segment_unary_nested(&mut self) -> Result<SegmentExpr, ExprError> {
         if self.eat_kw("not") {
             return Ok(SegmentExpr::Not(Box::new(self.segment_unary()?)));
         }

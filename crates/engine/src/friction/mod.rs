@@ -255,6 +255,38 @@ pub struct FrictionSignals {
     pub negative_sentiment: Signal,
 }
 
+impl FrictionSignals {
+    /// Each signal in [`SIGNAL_NAMES`] order.
+    pub fn as_array(&self) -> [&Signal; 7] {
+        [
+            &self.failure,
+            &self.repeat_contact,
+            &self.loops,
+            &self.channel_jump,
+            &self.abandonment,
+            &self.long_wait,
+            &self.negative_sentiment,
+        ]
+    }
+
+    /// The signal that adds the most to the severity (weight × rate), the first in
+    /// [`SIGNAL_NAMES`] order on a tie; `None` when nothing is flagged.
+    pub fn strongest(&self, weights: &FrictionWeights) -> Option<&'static str> {
+        let mut best: Option<(&'static str, f64)> = None;
+        for ((name, w), s) in SIGNAL_NAMES
+            .iter()
+            .zip(weights.as_array())
+            .zip(self.as_array())
+        {
+            let part = w * s.rate;
+            if part > 0.0 && best.is_none_or(|(_, b)| part > b) {
+                best = Some((name, part));
+            }
+        }
+        best.map(|(name, _)| name)
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Signal {
     /// Flagged events.
