@@ -119,7 +119,11 @@ impl IdentifierKind {
             IdentifierKind::Email => normalize_email(v),
             IdentifierKind::Phone => normalize_phone(v),
             IdentifierKind::Social(_) => {
-                let handle = v.trim_start_matches('@').to_lowercase();
+                // Every leading `@` and space goes (`@ @ana` is `ana`): a normal form must
+                // not change when normalized again.
+                let handle = v
+                    .trim_start_matches(|c: char| c == '@' || c.is_whitespace())
+                    .to_lowercase();
                 if handle.is_empty() {
                     return Err(IdentifierError::Empty { kind: kind() });
                 }
@@ -271,6 +275,27 @@ mod tests {
             );
         }
         assert!(IdentifierKind::parse("Socialite").is_err());
+    }
+
+    /// Regression (found by fuzzing): `@ na_b` normalized to ` na_b`, which normalized
+    /// again to `na_b`; normal forms must be fixed points.
+    #[test]
+    fn normalizing_twice_changes_nothing() {
+        let twitter = IdentifierKind::Social("twitter".into());
+        for raw in ["@ na_b", "@@Na_B ", "na_b", " @  na_b", "@ @na_b"] {
+            let once = twitter.normalize(raw).unwrap();
+            assert_eq!(once, "na_b", "{raw:?}");
+            assert_eq!(twitter.normalize(&once).unwrap(), once);
+        }
+        assert!(twitter.normalize("@ ").is_err());
+        for (kind, raw) in [
+            (IdentifierKind::Email, " Ana@Example.com "),
+            (IdentifierKind::Phone, "+1 (555) 123-4567"),
+            (IdentifierKind::Custom("card".into()), " x 1 "),
+        ] {
+            let once = kind.normalize(raw).unwrap();
+            assert_eq!(kind.normalize(&once).unwrap(), once, "{raw:?}");
+        }
     }
 
     #[test]

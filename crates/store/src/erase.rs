@@ -147,6 +147,32 @@ fn sql(e: rusqlite::Error) -> StoreError {
     StoreError::Meta(e.to_string())
 }
 
+/// Deletes the project's rows whose text column `erased` matches: `select` reads (row key,
+/// text) for project `?1`, `delete` removes one row by project `?1` and key `?2`. How many.
+fn delete_matching<K: rusqlite::types::FromSql + rusqlite::ToSql>(
+    tx: &rusqlite::Transaction<'_>,
+    p: u32,
+    select: &str,
+    delete: &str,
+    erased: impl Fn(&str) -> bool,
+) -> Result<u64, StoreError> {
+    let rows: Vec<(K, String)> = {
+        let mut stmt = tx.prepare(select).map_err(sql)?;
+        let rows = stmt
+            .query_map([p], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)?
+    };
+    let mut del = tx.prepare(delete).map_err(sql)?;
+    let mut deleted = 0;
+    for (key, text) in rows {
+        if erased(&text) {
+            deleted += del.execute(params![p, key]).map_err(sql)? as u64;
+        }
+    }
+    Ok(deleted)
+}
+
 /// Deletes the project's evidence rows naming an identifier `erased` matches (rows hold a
 /// JSON array of qualified identifiers); how many.
 fn delete_evidence(
@@ -154,26 +180,16 @@ fn delete_evidence(
     p: u32,
     erased: impl Fn(&str) -> bool,
 ) -> Result<u64, StoreError> {
-    let evidence: Vec<(i64, String)> = {
-        let mut stmt = tx
-            .prepare("SELECT id, identifiers FROM identity_evidence WHERE project = ?1")
-            .map_err(sql)?;
-        let rows = stmt
-            .query_map([p], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(sql)?;
-        rows.collect::<Result<_, _>>().map_err(sql)?
-    };
-    let mut del = tx
-        .prepare("DELETE FROM identity_evidence WHERE project = ?1 AND id = ?2")
-        .map_err(sql)?;
-    let mut deleted = 0;
-    for (id, json) in evidence {
-        let ids: Vec<String> = serde_json::from_str(&json).unwrap_or_default();
-        if ids.iter().any(|i| erased(i)) {
-            deleted += del.execute(params![p, id]).map_err(sql)? as u64;
-        }
-    }
-    Ok(deleted)
+    delete_matching::<i64>(
+        tx,
+        p,
+        "SELECT id, identifiers FROM identity_evidence WHERE project = ?1",
+        "DELETE FROM identity_evidence WHERE project = ?1 AND id = ?2",
+        |json| {
+            let ids: Vec<String> = serde_json::from_str(json).unwrap_or_default();
+            ids.iter().any(|i| erased(i))
+        },
+    )
 }
 
 /// Closes the gaps deleted evidence leaves: the identity graph restores evidence by dense
@@ -367,25 +383,13 @@ impl Meta {
         renumber_evidence(&tx, p)?;
         // A dead letter's payload is whatever arrived (JSON, a CSV line): compared folded,
         // so case, punctuation and phone formatting do not hide an identifier.
-        let letters: Vec<(i64, String)> = {
-            let mut stmt = tx
-                .prepare("SELECT id, payload FROM dead_letters WHERE project = ?1")
-                .map_err(sql)?;
-            let rows = stmt
-                .query_map([p], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(sql)?;
-            rows.collect::<Result<_, _>>().map_err(sql)?
-        };
-        {
-            let mut del = tx
-                .prepare("DELETE FROM dead_letters WHERE project = ?1 AND id = ?2")
-                .map_err(sql)?;
-            for (id, payload) in letters {
-                if req.identifiers.iter().any(|i| mentions(&payload, &i.value)) {
-                    c.dead_letters += del.execute(params![p, id]).map_err(sql)? as u64;
-                }
-            }
-        }
+        c.dead_letters += delete_matching::<i64>(
+            &tx,
+            p,
+            "SELECT id, payload FROM dead_letters WHERE project = ?1",
+            "DELETE FROM dead_letters WHERE project = ?1 AND id = ?2",
+            |payload| req.identifiers.iter().any(|i| mentions(payload, &i.value)),
+        )?;
         let spec_json =
             serde_json::to_string(&spec).map_err(|e| StoreError::Encode(e.to_string()))?;
         tx.execute(
@@ -419,23 +423,13 @@ impl Meta {
                 keys.execute(params![p, k as i64]).map_err(sql)?;
                 notes.execute(params![p, k as i64]).map_err(sql)?;
             }
-            let rows: Vec<(String, String)> = {
-                let mut stmt = tx
-                    .prepare("SELECT identifier, CAST(key AS TEXT) FROM identity_keys WHERE project = ?1")
-                    .map_err(sql)?;
-                let rows = stmt
-                    .query_map([p], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(sql)?;
-                rows.collect::<Result<_, _>>().map_err(sql)?
-            };
-            let mut by_id = tx
-                .prepare("DELETE FROM identity_keys WHERE project = ?1 AND identifier = ?2")
-                .map_err(sql)?;
-            for (identifier, _) in rows {
-                if m.identifiers.contains(&fingerprint(&identifier)) {
-                    by_id.execute(params![p, identifier]).map_err(sql)?;
-                }
-            }
+            delete_matching::<String>(
+                &tx,
+                p,
+                "SELECT identifier, identifier FROM identity_keys WHERE project = ?1",
+                "DELETE FROM identity_keys WHERE project = ?1 AND identifier = ?2",
+                |identifier| m.identifiers.contains(&fingerprint(identifier)),
+            )?;
             delete_evidence(&tx, p, |i| m.identifiers.contains(&fingerprint(i)))?;
         }
         renumber_evidence(&tx, p)?;
