@@ -680,6 +680,10 @@ async fn every_analysis_answers_through_get_and_post() {
             "invalid_query",
         ),
         ("/api/v1/analyses/overview?period=decade", "invalid_query"),
+        (
+            "/api/v1/analyses/conformance?name=a&design=b",
+            "invalid_query",
+        ),
         ("/api/v1/analyses/map?where=channel%20%3D", "invalid_query"),
         ("/api/v1/analyses/map?nodes=5", "invalid_query"),
         ("/api/v1/analyses/channels?by=channel", "invalid_query"),
