@@ -14,7 +14,13 @@ pub(crate) struct Compactor {
 }
 
 impl Compactor {
-    pub fn start(store: Arc<Store>, threshold: usize) -> Compactor {
+    /// `after` runs on the compactor thread after each compaction it does (the app writes
+    /// identity snapshots there, off the ingest path).
+    pub fn start(
+        store: Arc<Store>,
+        threshold: usize,
+        after: Box<dyn Fn(&Store) + Send>,
+    ) -> Compactor {
         // One pending wake-up is enough: a compaction takes everything waiting.
         let (wake, rx) = sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
@@ -22,8 +28,9 @@ impl Compactor {
             .spawn(move || {
                 for () in rx {
                     // A failed compaction poisons the store, so the next ingest reports it.
-                    if let Err(e) = store.compact() {
-                        tracing::error!("background compaction failed: {e}");
+                    match store.compact() {
+                        Ok(_) => after(&store),
+                        Err(e) => tracing::error!("background compaction failed: {e}"),
                     }
                 }
             })

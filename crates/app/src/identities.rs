@@ -19,10 +19,10 @@ use omnitrail_identity::{
     Source,
 };
 use omnitrail_model::{CustomerId, Event, Identifier, ProjectId};
-use omnitrail_store::{EvidenceRow, PrimaryRule, Store};
+use omnitrail_store::{EvidenceRow, IdentityRevision, PrimaryRule, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub(crate) struct Identities {
     /// An empty graph, for the pure rules (primary identifier, blocklist).
@@ -35,7 +35,23 @@ pub(crate) struct Identities {
     /// Graphs are read from the database on first need: analyses of data without a single
     /// link (one identifier per event, like most imported logs) never pay for them.
     loaded: OnceLock<Result<(), String>>,
+    /// Per project, the revision of its newest snapshot on disk and the identity rows
+    /// written since (what opening would read on top of it).
+    checkpoints: Mutex<HashMap<ProjectId, Checkpoint>>,
 }
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Checkpoint {
+    snapshot_rev: Option<i64>,
+    rows_since: u64,
+}
+
+/// A snapshot is rewritten once the rows written since it reach this share of the graph
+/// (and at least [`CHECKPOINT_MIN_ROWS`]): opening then reads at most that many rows on
+/// top of the file, and the snapshots written while a store grows add up to about twice
+/// its final size.
+const CHECKPOINT_SHARE: u64 = 2;
+const CHECKPOINT_MIN_ROWS: u64 = 50_000;
 
 /// A customer's identity as the customer view shows it.
 pub(crate) struct ClusterView {
@@ -68,6 +84,26 @@ fn corrupt(id: u64, reason: impl std::fmt::Display) -> AppError {
     AppError::Identity(format!(
         "identity evidence {id} in the metadata database cannot be read: {reason}"
     ))
+}
+
+/// The evidence an evidence row records.
+fn evidence_of(r: &EvidenceRow) -> Result<Evidence, AppError> {
+    let ids: Vec<String> = serde_json::from_str(&r.identifiers).map_err(|e| corrupt(r.id, e))?;
+    let identifiers = ids
+        .iter()
+        .map(|s| parse_stored(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(r.id, e))?;
+    Ok(Evidence {
+        source: parse_source(&r.source),
+        at: r.at,
+        event: r.event.clone(),
+        identifiers,
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The graph's primary identifier of `ids`, as an index into them.
@@ -107,7 +143,7 @@ fn persist(
     project: ProjectId,
     graph: &IdentityGraph,
     changes: &[Persisted],
-) -> Result<(), AppError> {
+) -> Result<u64, AppError> {
     let mut evidence: BTreeMap<u64, EvidenceRow> = BTreeMap::new();
     let mut keys = Vec::new();
     for change in changes {
@@ -124,7 +160,7 @@ fn persist(
     }
     let evidence: Vec<EvidenceRow> = evidence.into_values().collect();
     store.meta().save_identity(project, &evidence, &keys)?;
-    Ok(())
+    Ok((evidence.len() + keys.len()) as u64)
 }
 
 impl Identities {
@@ -136,6 +172,7 @@ impl Identities {
             generation: AtomicU64::new(0),
             overlays: RwLock::new(HashMap::new()),
             loaded: OnceLock::new(),
+            checkpoints: Mutex::new(HashMap::new()),
         }
     }
 
@@ -197,6 +234,200 @@ impl Identities {
         }
     }
 
+    /// Persists graph changes and counts them towards the next snapshot.
+    fn persist(
+        &self,
+        store: &Store,
+        project: ProjectId,
+        graph: &IdentityGraph,
+        changes: &[Persisted],
+    ) -> Result<(), AppError> {
+        let rows = persist(store, project, graph, changes)?;
+        if rows > 0 {
+            lock(&self.checkpoints)
+                .entry(project)
+                .or_default()
+                .rows_since += rows;
+        }
+        Ok(())
+    }
+
+    /// One project's graph as the database holds it (without the log tail): its snapshot
+    /// file and the rows written since, or every row when the snapshot is missing, stale or
+    /// damaged.
+    fn open_project(&self, store: &Store, project: ProjectId) -> Result<IdentityGraph, AppError> {
+        let at = store.meta().identity_revision(project)?;
+        let why = match store.read_identity_snapshot(project) {
+            Ok(Some(snap)) if snap.at.epoch != at.epoch => {
+                format!(
+                    "the identity snapshot of project {} is older than an erase",
+                    project.0
+                )
+            }
+            Ok(Some(snap)) if snap.at.rev > at.rev => format!(
+                "the identity snapshot of project {} is at revision {} but the metadata database only at {}",
+                project.0, snap.at.rev, at.rev
+            ),
+            Ok(Some(snap)) => match self.open_snapshot(store, project, &snap) {
+                Ok((graph, rows)) => {
+                    lock(&self.checkpoints).insert(
+                        project,
+                        Checkpoint {
+                            snapshot_rev: Some(snap.at.rev),
+                            rows_since: rows,
+                        },
+                    );
+                    return Ok(graph);
+                }
+                Err(e) => format!("the identity snapshot of project {} is unusable: {e}", project.0),
+            },
+            Ok(None) if at.rev == 0 => String::new(),
+            Ok(None) => format!("project {} has no identity snapshot yet", project.0),
+            Err(e) => e.to_string(),
+        };
+        if !why.is_empty() {
+            tracing::warn!("{why}; rebuilding the identity graph from the metadata database");
+        }
+        let graph = self.restore_project(store, project)?;
+        let stats = graph.stats();
+        lock(&self.checkpoints).insert(
+            project,
+            Checkpoint {
+                snapshot_rev: None,
+                rows_since: stats.evidence + stats.keys,
+            },
+        );
+        Ok(graph)
+    }
+
+    /// The graph of a snapshot file brought up to date with the rows written after it.
+    /// Returns the graph and how many rows that took; any disagreement between the rows
+    /// and the snapshot is an error, and the caller rebuilds from every row instead.
+    fn open_snapshot(
+        &self,
+        store: &Store,
+        project: ProjectId,
+        snap: &omnitrail_store::IdentitySnapshot,
+    ) -> Result<(IdentityGraph, u64), String> {
+        let snapshot: Snapshot =
+            postcard::from_bytes(&snap.payload).map_err(|e| format!("cannot be decoded ({e})"))?;
+        let (rows, keys) = {
+            let meta = store.meta();
+            (
+                meta.identity_evidence_since(project, snap.at.rev)
+                    .map_err(|e| e.to_string())?,
+                meta.identity_keys_since(project, snap.at.rev)
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        let mut graph = IdentityGraph::restore(self.guardrails.clone(), snapshot);
+        let applied = (rows.len() + keys.len()) as u64;
+        for r in rows {
+            let evidence = evidence_of(&r).map_err(|e| e.to_string())?;
+            let id = EvidenceId(r.id);
+            let known = graph.evidence(id);
+            let same_origin = known.as_ref().is_some_and(|(e, _)| {
+                e.source == evidence.source && e.at == evidence.at && e.event == evidence.event
+            });
+            if !same_origin {
+                // New evidence, or an identifier set seen again with an earlier origin:
+                // observing it again is what the graph did when the row was written.
+                let observed = graph.observe(evidence);
+                if observed.evidence != id {
+                    return Err(format!(
+                        "evidence {} of the metadata database became evidence {} on top of it",
+                        r.id, observed.evidence.0
+                    ));
+                }
+            }
+            let revoked = graph
+                .evidence(id)
+                .is_some_and(|(_, d)| d == Decision::Revoked);
+            if r.revoked && !revoked {
+                graph.revoke(id).map_err(|e| e.to_string())?;
+            }
+        }
+        for (identifier, key) in keys {
+            let identifier = parse_stored(&identifier)
+                .map_err(|e| format!("identity key of '{identifier}': {e}"))?;
+            graph
+                .set_key(&identifier, CustomerId(key))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok((graph, applied))
+    }
+
+    /// Writes a snapshot of every loaded project whose rows since its last snapshot reach
+    /// the checkpoint share of its graph, or of any that changed at all when `force`.
+    /// The graph is copied under its read lock (no identity row can be written meanwhile,
+    /// so the copy is exactly the database at the revision read with it) and encoded and
+    /// written without it.
+    pub fn checkpoint(&self, store: &Store, force: bool) -> Result<(), AppError> {
+        match self.loaded.get() {
+            Some(Ok(())) => self.checkpoint_loaded(store, force),
+            _ => Ok(()),
+        }
+    }
+
+    fn checkpoint_loaded(&self, store: &Store, force: bool) -> Result<(), AppError> {
+        let projects: Vec<ProjectId> = self.read().keys().copied().collect();
+        for project in projects {
+            let captured = {
+                let graphs = self.read();
+                let Some(graph) = graphs.get(&project) else {
+                    continue;
+                };
+                let state = lock(&self.checkpoints).get(&project).copied();
+                let state = state.unwrap_or_default();
+                let stats = graph.stats();
+                let size = stats.evidence + stats.identifiers;
+                let due = force
+                    || (state.snapshot_rev.is_none() && state.rows_since > 0)
+                    || state.rows_since >= CHECKPOINT_MIN_ROWS.max(size / CHECKPOINT_SHARE);
+                if !due {
+                    continue;
+                }
+                let at = store.meta().identity_revision(project)?;
+                if state.snapshot_rev == Some(at.rev) {
+                    continue;
+                }
+                lock(&self.checkpoints).insert(
+                    project,
+                    Checkpoint {
+                        snapshot_rev: Some(at.rev),
+                        rows_since: 0,
+                    },
+                );
+                (at, graph.snapshot())
+            };
+            let (at, snapshot) = captured;
+            if let Err(e) = self.write_snapshot(store, project, at, &snapshot) {
+                // The rows are the durable record; a missing snapshot only costs time.
+                lock(&self.checkpoints).insert(project, Checkpoint::default());
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn write_snapshot(
+        &self,
+        store: &Store,
+        project: ProjectId,
+        at: IdentityRevision,
+        snapshot: &Snapshot,
+    ) -> Result<(), AppError> {
+        let payload = postcard::to_stdvec(snapshot)
+            .map_err(|e| AppError::Identity(format!("encoding the identity snapshot: {e}")))?;
+        if !store.write_identity_snapshot(project, at, &payload)? {
+            tracing::debug!(
+                "identity snapshot of project {} skipped: an erase ran",
+                project.0
+            );
+        }
+        Ok(())
+    }
+
     /// One project's graph as the metadata database holds it (without the log tail).
     fn restore_project(
         &self,
@@ -215,24 +446,10 @@ impl Identities {
         let mut revoked = Vec::new();
         let bad = |e: IdentityError| AppError::Identity(e.to_string());
         for r in rows {
-            let ids: Vec<String> =
-                serde_json::from_str(&r.identifiers).map_err(|e| corrupt(r.id, e))?;
-            let identifiers = ids
-                .iter()
-                .map(|s| parse_stored(s))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| corrupt(r.id, e))?;
+            let evidence = evidence_of(&r)?;
             let id = EvidenceId(r.id);
             snapshot
-                .apply(&Persisted::Evidence {
-                    id,
-                    evidence: Evidence {
-                        source: parse_source(&r.source),
-                        at: r.at,
-                        event: r.event,
-                        identifiers,
-                    },
-                })
+                .apply(&Persisted::Evidence { id, evidence })
                 .map_err(|e| corrupt(r.id, e))?;
             if r.revoked {
                 revoked.push(id);
@@ -264,6 +481,8 @@ impl Identities {
         self.ensure_loaded(store)?;
         let graph = self.restore_project(store, project)?;
         self.write().insert(project, graph);
+        // The erase removed the snapshot; the next checkpoint writes one without the person.
+        lock(&self.checkpoints).insert(project, Checkpoint::default());
         let mut keys = Vec::new();
         let mut events = Vec::new();
         for r in store
@@ -290,7 +509,7 @@ impl Identities {
     fn load(&self, store: &Store) -> Result<(), AppError> {
         let projects = store.meta().projects()?;
         for (project, _) in projects {
-            let graph = self.restore_project(store, project)?;
+            let graph = self.open_project(store, project)?;
             self.write().insert(project, graph);
         }
         // The log tail may hold events whose keys were not yet written.
@@ -312,6 +531,10 @@ impl Identities {
         }
         self.recover_lost_keys(store)?;
         self.changed();
+        // A rebuild (or a long way from the last snapshot) is not paid again next time.
+        if let Err(e) = self.checkpoint_loaded(store, false) {
+            tracing::warn!("could not write the identity snapshot: {e}");
+        }
         Ok(())
     }
 
@@ -378,7 +601,7 @@ impl Identities {
         }
         if !changes.is_empty() {
             tracing::warn!("recovered {} identity keys from the store", changes.len());
-            persist(store, project, graph, &changes)?;
+            self.persist(store, project, graph, &changes)?;
         }
         Ok(())
     }
@@ -429,7 +652,7 @@ impl Identities {
             event: Some(event_ref(e)),
             identifiers: e.identifiers.clone(),
         }));
-        persist(store, project, graph, &observed.changed.persist)?;
+        self.persist(store, project, graph, &observed.changed.persist)?;
         if !observed.changed.remapped.is_empty() {
             self.changed();
         }
@@ -449,7 +672,7 @@ impl Identities {
             .entry(project)
             .or_insert_with(|| IdentityGraph::new(self.guardrails.clone()));
         let observed = graph.observe(evidence);
-        persist(store, project, graph, &observed.changed.persist)?;
+        self.persist(store, project, graph, &observed.changed.persist)?;
         drop(graphs);
         if !observed.changed.remapped.is_empty() {
             self.changed();
@@ -494,7 +717,7 @@ impl Identities {
             remapped |= !c.remapped.is_empty();
             changes.extend(c.persist);
         }
-        persist(store, project, graph, &changes)?;
+        self.persist(store, project, graph, &changes)?;
         if remapped {
             self.changed();
         }
@@ -650,7 +873,7 @@ impl Identities {
         let changed = graph
             .unmerge(id)
             .map_err(|e| AppError::Identity(e.to_string()))?;
-        persist(store, project, graph, &changed.persist)?;
+        self.persist(store, project, graph, &changed.persist)?;
         drop(graphs);
         self.changed();
         Ok(())

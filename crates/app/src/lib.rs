@@ -124,7 +124,7 @@ pub struct App {
     store: Arc<Store>,
     config: Config,
     clock: Arc<dyn Clock>,
-    identities: identities::Identities,
+    identities: Arc<identities::Identities>,
     resolved: Mutex<HashMap<(ProjectId, ScanSpec), ResolvedEntry>>,
     personas: personas::PersonaCache,
     compact_after_events: usize,
@@ -148,7 +148,7 @@ pub struct NewNote {
 impl App {
     pub fn open(dir: &Path, opts: AppOptions) -> Result<App, AppError> {
         let config = Config::load(dir)?;
-        let identities = identities::Identities::new(config.identity.clone());
+        let identities = Arc::new(identities::Identities::new(config.identity.clone()));
         let store = Arc::new(Store::open(
             dir,
             StoreOptions {
@@ -167,7 +167,18 @@ impl App {
         let privacy = erase::Privacy::load(&store)?;
         let triggers = rules::Rules::open(store.clone(), opts.clock.clone())?;
         let app = App {
-            compactor: compactor::Compactor::start(store.clone(), opts.compact_after_events),
+            compactor: compactor::Compactor::start(
+                store.clone(),
+                opts.compact_after_events,
+                Box::new({
+                    let identities = identities.clone();
+                    move |store| {
+                        if let Err(e) = identities.checkpoint(store, false) {
+                            tracing::warn!("could not write the identity snapshot: {e}");
+                        }
+                    }
+                }),
+            ),
             store,
             config,
             clock: opts.clock,
@@ -480,14 +491,21 @@ impl App {
             }
             Ok(())
         })?;
-        self.store.compact()?;
+        self.compact()?;
         self.install_demo_rules()?;
         summary.customers = cfg.customers;
         Ok(summary)
     }
 
+    /// Compacts the log into segments and writes identity snapshots of what changed, so
+    /// that the next open reads neither.
     pub fn compact(&self) -> Result<omnitrail_store::CompactionReport, AppError> {
-        Ok(self.store.compact()?)
+        let report = self.store.compact()?;
+        // The rows are the durable record: without a snapshot the next open only reads more.
+        if let Err(e) = self.identities.checkpoint(&self.store, true) {
+            tracing::warn!("could not write the identity snapshot: {e}");
+        }
+        Ok(report)
     }
 
     /// Every partition's columnar journeys for a project, as analyses must see them: one

@@ -172,7 +172,15 @@ impl TryFrom<SnapshotData> for Snapshot {
                 len: count as u64,
             });
         }
-        let mut owners: HashMap<CustomerId, u32> = HashMap::with_capacity(data.keys.len());
+        // Snapshots list keys sorted (`IdentityGraph::snapshot`), so an owner check is a
+        // look at the neighbour; any other order pays for a map.
+        let sorted = data.keys.is_sorted_by_key(|&(_, k)| k);
+        let mut owners: HashMap<CustomerId, u32> = if sorted {
+            HashMap::new()
+        } else {
+            HashMap::with_capacity(data.keys.len())
+        };
+        let mut previous: Option<(u32, CustomerId)> = None;
         for &(i, key) in &data.keys {
             if u64::from(i) >= len {
                 return Err(IdentityError::SnapshotIdentifier {
@@ -184,7 +192,12 @@ impl TryFrom<SnapshotData> for Snapshot {
             if key.0 == u64::MAX {
                 return Err(IdentityError::ReservedKey(key));
             }
-            if let Some(&first) = owners.get(&key) {
+            let first = if sorted {
+                previous.filter(|&(_, k)| k == key).map(|(owner, _)| owner)
+            } else {
+                owners.get(&key).copied()
+            };
+            if let Some(first) = first {
                 let (a, b) = (ids.get(first), ids.get(i));
                 if a != b {
                     return Err(IdentityError::SnapshotDuplicateKey {
@@ -194,7 +207,13 @@ impl TryFrom<SnapshotData> for Snapshot {
                     });
                 }
             }
-            owners.insert(key, i);
+            if sorted {
+                if first.is_none() {
+                    previous = Some((i, key));
+                }
+            } else {
+                owners.entry(key).or_insert(i);
+            }
         }
         Ok(Snapshot::from_data(data))
     }

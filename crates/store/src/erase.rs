@@ -381,6 +381,7 @@ impl Meta {
         }
         c.identity_evidence += delete_evidence(&tx, p, |i| qualified.contains(i))?;
         renumber_evidence(&tx, p)?;
+        crate::meta::next_identity_epoch(&tx, req.project)?;
         // A dead letter's payload is whatever arrived (JSON, a CSV line): compared folded,
         // so case, punctuation and phone formatting do not hide an identifier.
         c.dead_letters += delete_matching::<i64>(
@@ -433,6 +434,7 @@ impl Meta {
             delete_evidence(&tx, p, |i| m.identifiers.contains(&fingerprint(i)))?;
         }
         renumber_evidence(&tx, p)?;
+        crate::meta::next_identity_epoch(&tx, project)?;
         tx.commit().map_err(sql)
     }
 
@@ -744,6 +746,8 @@ impl Store {
         spec: &mut Spec,
     ) -> Result<Erased, StoreError> {
         let matcher = Matcher::of(project, spec)?;
+        // The snapshot holds the erased identifiers; the next checkpoint writes a new one.
+        self.remove_identity_snapshot(project)?;
         let data = self
             .erase_data(&matcher)
             .inspect_err(|e| self.commit.poison(e))?;

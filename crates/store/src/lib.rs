@@ -11,6 +11,7 @@
 
 pub mod durability;
 pub mod erase;
+pub mod identity_snapshot;
 pub mod index;
 pub mod journeys;
 pub mod log;
@@ -21,9 +22,10 @@ pub mod triggers;
 
 pub use durability::{Durability, OsDurability};
 pub use erase::{AuditEntry, EraseCounts, EraseRequest, Erased, Suppression};
+pub use identity_snapshot::IdentitySnapshot;
 pub use log::LogRecord;
 pub use manifest::{Manifest, SegmentMeta, DEFAULT_PARTITIONS, FORMAT_VERSION};
-pub use meta::{ApiKeyRow, DeadLetter, EvidenceRow, ImportRecord, Meta, NoteRow};
+pub use meta::{ApiKeyRow, DeadLetter, EvidenceRow, IdentityRevision, ImportRecord, Meta, NoteRow};
 pub use omnitrail_model::journeys::{Dictionary, Journeys, PropertyColumn, ScanSpec};
 pub use triggers::{
     AttemptOutcome, DeliveryRow, FiringRow, TaskFilter, TaskListing, TaskRow, TriggerRuleRow,
@@ -292,6 +294,8 @@ pub struct Store {
     segment_cache: Mutex<HashMap<SegmentKey, SegmentSlot>>,
     partition_loads: AtomicU64,
     segment_loads: AtomicU64,
+    /// Serializes writing identity snapshots with an erase removing them.
+    identity_snapshot_io: Mutex<()>,
     report: OpenReport,
     _lock: File,
 }
@@ -441,6 +445,7 @@ impl Store {
             segment_cache: Mutex::new(HashMap::new()),
             partition_loads: AtomicU64::new(0),
             segment_loads: AtomicU64::new(0),
+            identity_snapshot_io: Mutex::new(()),
             report,
             _lock: lock_file,
         })
@@ -1281,10 +1286,21 @@ fn remove_orphans(dir: &Path, manifest: &Manifest) -> Result<Vec<PathBuf>, Store
             }
         }
     }
-    let tmp = dir.join(manifest::MANIFEST_FILE).with_extension("tmp");
-    if tmp.exists() {
-        std::fs::remove_file(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        removed.push(tmp);
+    let mut temps = vec![dir.join(manifest::MANIFEST_FILE).with_extension("tmp")];
+    // A snapshot write cut short by a crash leaves its temp file; the old snapshot stands.
+    if let Ok(entries) = std::fs::read_dir(dir.join(identity_snapshot::IDENTITY_DIR)) {
+        temps.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "tmp")),
+        );
+    }
+    for tmp in temps {
+        if tmp.exists() {
+            std::fs::remove_file(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+            removed.push(tmp);
+        }
     }
     Ok(removed)
 }

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
 pub const META_FILE: &str = "meta.sqlite";
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 /// How long a write waits for another process's write transaction to finish.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -332,6 +332,27 @@ impl Meta {
                    spec TEXT NOT NULL
                  );
                  PRAGMA user_version = 6;
+                 COMMIT;",
+            )
+            .map_err(sql)?;
+        }
+        if version < 7 {
+            // Identity snapshots (docs/storage.md): every identity row carries the revision
+            // of the transaction that last wrote it, so a snapshot taken at revision R is
+            // brought up to date by the rows above R; the epoch changes when rows are
+            // deleted or renumbered (an erase), which no snapshot can follow.
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE identity_evidence ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE identity_keys ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+                 CREATE INDEX IF NOT EXISTS identity_evidence_by_rev ON identity_evidence(project, rev);
+                 CREATE INDEX IF NOT EXISTS identity_keys_by_rev ON identity_keys(project, rev);
+                 CREATE TABLE IF NOT EXISTS identity_revisions (
+                   project INTEGER PRIMARY KEY REFERENCES projects(id),
+                   rev INTEGER NOT NULL,
+                   epoch INTEGER NOT NULL
+                 );
+                 PRAGMA user_version = 7;
                  COMMIT;",
             )
             .map_err(sql)?;
@@ -690,12 +711,13 @@ impl Meta {
             return Ok(());
         }
         let tx = self.conn.transaction().map_err(sql)?;
+        let rev = next_identity_revision(&tx, project)?;
         {
             let mut ev = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO identity_evidence
-                     (project, id, source, at, event, identifiers, revoked)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     (project, id, source, at, event, identifiers, revoked, rev)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(sql)?;
             for e in evidence {
@@ -706,18 +728,19 @@ impl Meta {
                     e.at.as_micros(),
                     e.event,
                     e.identifiers,
-                    e.revoked
+                    e.revoked,
+                    rev
                 ])
                 .map_err(sql)?;
             }
             let mut k = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO identity_keys (project, identifier, key)
-                     VALUES (?1, ?2, ?3)",
+                    "INSERT OR IGNORE INTO identity_keys (project, identifier, key, rev)
+                     VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(sql)?;
             for (identifier, key) in keys {
-                k.execute(params![project.0, identifier, *key as i64])
+                k.execute(params![project.0, identifier, *key as i64, rev])
                     .map_err(sql)?;
             }
         }
@@ -735,15 +758,24 @@ impl Meta {
 
     /// Every evidence row of a project, by id.
     pub fn identity_evidence(&self, project: ProjectId) -> Result<Vec<EvidenceRow>, StoreError> {
+        self.identity_evidence_since(project, -1)
+    }
+
+    /// The evidence rows of a project written after revision `rev`, by id.
+    pub fn identity_evidence_since(
+        &self,
+        project: ProjectId,
+        rev: i64,
+    ) -> Result<Vec<EvidenceRow>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT id, source, at, event, identifiers, revoked FROM identity_evidence
-                 WHERE project = ?1 ORDER BY id",
+                 WHERE project = ?1 AND rev > ?2 ORDER BY id",
             )
             .map_err(sql)?;
         let rows = stmt
-            .query_map([project.0], |r| {
+            .query_map(params![project.0, rev], |r| {
                 Ok(EvidenceRow {
                     id: r.get::<_, i64>(0)? as u64,
                     source: r.get(1)?,
@@ -759,14 +791,31 @@ impl Meta {
 
     /// Every (qualified identifier, write-time key) pair of a project.
     pub fn identity_keys(&self, project: ProjectId) -> Result<Vec<(String, u64)>, StoreError> {
+        self.identity_keys_since(project, -1)
+    }
+
+    /// The (qualified identifier, write-time key) pairs written after revision `rev`.
+    pub fn identity_keys_since(
+        &self,
+        project: ProjectId,
+        rev: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT identifier, key FROM identity_keys WHERE project = ?1")
+            .prepare("SELECT identifier, key FROM identity_keys WHERE project = ?1 AND rev > ?2")
             .map_err(sql)?;
         let rows = stmt
-            .query_map([project.0], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .query_map(params![project.0, rev], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            })
             .map_err(sql)?;
         rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    /// A project's identity (revision, epoch): the revision of the last transaction that
+    /// wrote identity rows, and the epoch, which changes whenever rows were deleted.
+    pub fn identity_revision(&self, project: ProjectId) -> Result<IdentityRevision, StoreError> {
+        identity_revision(&self.conn, project)
     }
 
     pub fn add_note(&self, project: ProjectId, note: &NoteRow) -> Result<i64, StoreError> {
@@ -842,6 +891,70 @@ impl Meta {
         out.sort_by_key(|n| n.id);
         Ok(out)
     }
+}
+
+/// Where a project's identity rows stand: see [`Meta::identity_revision`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdentityRevision {
+    pub rev: i64,
+    pub epoch: i64,
+}
+
+fn identity_revision(
+    conn: &rusqlite::Connection,
+    project: ProjectId,
+) -> Result<IdentityRevision, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT rev, epoch FROM identity_revisions WHERE project = ?1",
+            [project.0],
+            |r| {
+                Ok(IdentityRevision {
+                    rev: r.get(0)?,
+                    epoch: r.get(1)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(sql)?
+        .unwrap_or_default())
+}
+
+/// Bumps and returns the project's identity revision, inside the caller's transaction.
+fn next_identity_revision(
+    tx: &rusqlite::Transaction<'_>,
+    project: ProjectId,
+) -> Result<i64, StoreError> {
+    let mut at = identity_revision(tx, project)?;
+    at.rev += 1;
+    set_identity_revision(tx, project, at)?;
+    Ok(at.rev)
+}
+
+/// Starts a new identity epoch, inside the caller's transaction: for deletions and
+/// renumberings, which make every snapshot of the project stale.
+pub(crate) fn next_identity_epoch(
+    tx: &rusqlite::Transaction<'_>,
+    project: ProjectId,
+) -> Result<(), StoreError> {
+    let mut at = identity_revision(tx, project)?;
+    at.rev += 1;
+    at.epoch += 1;
+    set_identity_revision(tx, project, at)
+}
+
+fn set_identity_revision(
+    tx: &rusqlite::Transaction<'_>,
+    project: ProjectId,
+    at: IdentityRevision,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO identity_revisions (project, rev, epoch) VALUES (?1, ?2, ?3)
+         ON CONFLICT(project) DO UPDATE SET rev = excluded.rev, epoch = excluded.epoch",
+        params![project.0, at.rev, at.epoch],
+    )
+    .map_err(sql)?;
+    Ok(())
 }
 
 fn dead_letter_row(

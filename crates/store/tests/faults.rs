@@ -525,3 +525,89 @@ fn a_whole_but_wrong_log_header_is_corruption_not_a_torn_tail() {
         "the damaged file is left as it was"
     );
 }
+
+fn snapshot_path(dir: &Path) -> PathBuf {
+    dir.join("identity").join(format!("{}.snapshot", P.0))
+}
+
+#[test]
+fn identity_snapshot_reads_back_and_damage_of_any_kind_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    assert!(store.read_identity_snapshot(P).expect("read").is_none());
+    let at = store.meta().identity_revision(P).expect("revision");
+    let payload: Vec<u8> = (0..5000u32).flat_map(|i| i.to_le_bytes()).collect();
+    assert!(store
+        .write_identity_snapshot(P, at, &payload)
+        .expect("write"));
+    let back = store
+        .read_identity_snapshot(P)
+        .expect("read")
+        .expect("there");
+    assert_eq!((back.at, back.payload), (at, payload.clone()));
+
+    let good = std::fs::read(snapshot_path(dir.path())).expect("file");
+    let damaged: Vec<(&str, Vec<u8>)> = vec![
+        ("shorter than its header", good[..20].to_vec()),
+        ("promises a", good[..good.len() - 7].to_vec()),
+        ("checksum mismatch", {
+            let mut b = good.clone();
+            b[100] ^= 0x40;
+            b
+        }),
+        ("bad magic", {
+            let mut b = good.clone();
+            b[0] = b'X';
+            b
+        }),
+    ];
+    for (why, bytes) in damaged {
+        std::fs::write(snapshot_path(dir.path()), &bytes).expect("damage");
+        match store.read_identity_snapshot(P) {
+            Err(StoreError::Corrupt { reason, .. }) => {
+                assert!(reason.contains(why), "{why}: {reason}")
+            }
+            Err(e) => panic!("{why}: unexpected error {e}"),
+            Ok(_) => panic!("{why}: a damaged snapshot was accepted"),
+        }
+    }
+}
+
+#[test]
+fn failed_identity_snapshot_fsync_keeps_the_previous_snapshot_whole() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let disk = FlakyDisk::healthy();
+    let store = Store::open(dir.path(), options(4, disk.clone())).expect("open");
+    let at = store.meta().identity_revision(P).expect("revision");
+    store
+        .write_identity_snapshot(P, at, b"first")
+        .expect("healthy write");
+    disk.fail_file_syncs_after(0);
+    let err = store
+        .write_identity_snapshot(P, at, b"second, never synced")
+        .expect_err("the fsync fails");
+    assert!(err.to_string().contains("injected fsync failure"), "{err}");
+    disk.heal();
+    let back = store
+        .read_identity_snapshot(P)
+        .expect("read")
+        .expect("there");
+    assert_eq!(back.payload, b"first", "the old snapshot stands");
+    drop(store);
+    // The temp file the failed write left is removed on open, and reported.
+    let store = Store::open(dir.path(), options(4, disk)).expect("reopen");
+    assert!(
+        store
+            .open_report()
+            .removed_orphans
+            .iter()
+            .any(|p| p.extension().is_some_and(|x| x == "tmp")),
+        "{:?}",
+        store.open_report()
+    );
+    let back = store
+        .read_identity_snapshot(P)
+        .expect("read")
+        .expect("there");
+    assert_eq!(back.payload, b"first");
+}
