@@ -156,6 +156,8 @@ impl App {
             .entry(project)
             .or_default()
             .extend(hashes.iter().cloned());
+        // Until the graph is read again it still holds the person: no snapshot of it.
+        self.identities.freeze_snapshots(project);
         let erased = self.store.erase(
             &EraseRequest {
                 project,

@@ -44,6 +44,9 @@ pub(crate) struct Identities {
 struct Checkpoint {
     snapshot_rev: Option<i64>,
     rows_since: u64,
+    /// An erase is under way (or failed): the graph in memory may still hold the person
+    /// while the database no longer does, so no snapshot may be taken of it.
+    frozen: bool,
 }
 
 /// A snapshot is rewritten once the rows written since it reach this share of the graph
@@ -275,6 +278,7 @@ impl Identities {
                         Checkpoint {
                             snapshot_rev: Some(snap.at.rev),
                             rows_since: rows,
+                            frozen: false,
                         },
                     );
                     return Ok(graph);
@@ -295,6 +299,7 @@ impl Identities {
             Checkpoint {
                 snapshot_rev: None,
                 rows_since: stats.evidence + stats.keys,
+                frozen: false,
             },
         );
         Ok(graph)
@@ -388,14 +393,19 @@ impl Identities {
                     continue;
                 }
                 let at = store.meta().identity_revision(project)?;
-                if state.snapshot_rev == Some(at.rev) {
+                // Read after the revision: an erase freezes before its rows go, so a
+                // revision of the new epoch is never paired with the old graph.
+                let frozen = lock(&self.checkpoints)
+                    .get(&project)
+                    .is_some_and(|c| c.frozen);
+                if frozen || state.snapshot_rev == Some(at.rev) {
                     continue;
                 }
                 lock(&self.checkpoints).insert(
                     project,
                     Checkpoint {
                         snapshot_rev: Some(at.rev),
-                        rows_since: 0,
+                        ..Checkpoint::default()
                     },
                 );
                 (at, graph.snapshot())
@@ -469,6 +479,12 @@ impl Identities {
                 .map_err(bad)?;
         }
         Ok(IdentityGraph::restore(self.guardrails.clone(), snapshot))
+    }
+
+    /// Stops snapshots of a project until [`Identities::reload`] has read its graph again:
+    /// called before an erase deletes rows.
+    pub fn freeze_snapshots(&self, project: ProjectId) {
+        lock(&self.checkpoints).entry(project).or_default().frozen = true;
     }
 
     /// Reads one project's graph again after rows were deleted (an erasure): from the
