@@ -341,10 +341,25 @@ impl Meta {
             // of the transaction that last wrote it, so a snapshot taken at revision R is
             // brought up to date by the rows above R; the epoch changes when rows are
             // deleted or renumbered (an erase), which no snapshot can follow.
+            // Each ALTER is atomic; one already done (a crash in between, or a database set
+            // back to an older version number, as tests do) is not done again.
+            for table in ["identity_evidence", "identity_keys"] {
+                let has_rev: bool = conn
+                    .query_row(
+                        "SELECT EXISTS(SELECT 1 FROM pragma_table_info(?1) WHERE name = 'rev')",
+                        [table],
+                        |r| r.get(0),
+                    )
+                    .map_err(sql)?;
+                if !has_rev {
+                    conn.execute_batch(&format!(
+                        "ALTER TABLE {table} ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;"
+                    ))
+                    .map_err(sql)?;
+                }
+            }
             conn.execute_batch(
                 "BEGIN;
-                 ALTER TABLE identity_evidence ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
-                 ALTER TABLE identity_keys ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
                  CREATE INDEX IF NOT EXISTS identity_evidence_by_rev ON identity_evidence(project, rev);
                  CREATE INDEX IF NOT EXISTS identity_keys_by_rev ON identity_keys(project, rev);
                  CREATE TABLE IF NOT EXISTS identity_revisions (
