@@ -395,25 +395,26 @@ impl Identities {
                 let at = store.meta().identity_revision(project)?;
                 // Read after the revision: an erase freezes before its rows go, so a
                 // revision of the new epoch is never paired with the old graph.
-                let frozen = lock(&self.checkpoints)
-                    .get(&project)
-                    .is_some_and(|c| c.frozen);
-                if frozen || state.snapshot_rev == Some(at.rev) {
-                    continue;
-                }
-                lock(&self.checkpoints).insert(
-                    project,
-                    Checkpoint {
+                // Checked and recorded under one lock, so a freeze in between is not lost.
+                {
+                    let mut checkpoints = lock(&self.checkpoints);
+                    let entry = checkpoints.entry(project).or_default();
+                    if entry.frozen || state.snapshot_rev == Some(at.rev) {
+                        continue;
+                    }
+                    *entry = Checkpoint {
                         snapshot_rev: Some(at.rev),
                         ..Checkpoint::default()
-                    },
-                );
+                    };
+                }
                 (at, graph.snapshot())
             };
             let (at, snapshot) = captured;
             if let Err(e) = self.write_snapshot(store, project, at, &snapshot) {
                 // The rows are the durable record; a missing snapshot only costs time.
-                lock(&self.checkpoints).insert(project, Checkpoint::default());
+                if let Some(c) = lock(&self.checkpoints).get_mut(&project) {
+                    c.snapshot_rev = None;
+                }
                 return Err(e);
             }
         }
