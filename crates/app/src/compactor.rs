@@ -42,6 +42,15 @@ impl Compactor {
         }
     }
 
+    /// A compactor that never runs: a reader's app does not write.
+    pub fn idle() -> Compactor {
+        Compactor {
+            wake: None,
+            thread: None,
+            threshold: usize::MAX,
+        }
+    }
+
     pub fn after_ingest(&self, store: &Store) -> Result<(), StoreError> {
         let waiting = store.uncompacted_events();
         if waiting >= self.threshold.saturating_mul(2) {

@@ -233,6 +233,8 @@ impl Identities {
                 "identity priorities or blocklists in omnitrail.toml differ from those this data dir was keyed with ({stored}); restore them, or import into a new data dir"
             ))),
             Some(_) => Ok(()),
+            // A reader records nothing; the writer records the rule on its own open.
+            None if store.is_read_only() => Ok(()),
             None => Ok(meta.set_setting("identity.primary_rule", &rule)?),
         }
     }
@@ -245,6 +247,11 @@ impl Identities {
         graph: &IdentityGraph,
         changes: &[Persisted],
     ) -> Result<(), AppError> {
+        // A reader's graph takes in the log tail of its snapshot like a writer's, but the
+        // writer that logged those events persists their evidence itself.
+        if store.is_read_only() {
+            return Ok(());
+        }
         let rows = persist(store, project, graph, changes)?;
         if rows > 0 {
             lock(&self.checkpoints)
@@ -375,6 +382,9 @@ impl Identities {
     }
 
     fn checkpoint_loaded(&self, store: &Store, force: bool) -> Result<(), AppError> {
+        if store.is_read_only() {
+            return Ok(());
+        }
         let projects: Vec<ProjectId> = self.read().keys().copied().collect();
         for project in projects {
             let captured = {
@@ -561,6 +571,11 @@ impl Identities {
     /// graph knows, and if keys are still missing (identifiers only ever seen alone), read
     /// every stored event once. Both are rare recovery paths.
     fn recover_lost_keys(&self, store: &Store) -> Result<(), AppError> {
+        // A reader cannot write what it would recover; keys its snapshot's log holds are
+        // set from the log itself, and the writer recovers the rest on its own open.
+        if store.is_read_only() {
+            return Ok(());
+        }
         let known = |graphs: &HashMap<ProjectId, IdentityGraph>| -> u64 {
             graphs.values().map(|g| g.stats().keys).sum()
         };

@@ -72,6 +72,22 @@ pub enum AppError {
     Rules(#[from] rules::RulesError),
 }
 
+impl AppError {
+    /// Why a reader cannot open the data dir as it is, when a writer's open would repair
+    /// or upgrade it ([`App::open_read_only`]).
+    pub fn needs_writer(&self) -> Option<&str> {
+        match self {
+            AppError::Store(StoreError::NeedsWriter(why)) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// Whether another process holds the data dir as its writer.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, AppError::Store(StoreError::Locked(_)))
+    }
+}
+
 pub struct AppOptions {
     /// The store's own inline auto-compaction is switched off: the app compacts in the
     /// background once `compact_after_events` wait in the log.
@@ -196,6 +212,49 @@ impl App {
         Ok(app)
     }
 
+    /// Opens a data dir for reading beside the process that writes it (a server): the
+    /// events of a consistent snapshot taken now ([`Store::open_read_only`]) and the
+    /// identities the metadata database holds when they are first needed, which include
+    /// the links of every event in the snapshot (evidence is written before its events).
+    /// Nothing on disk changes: no recovery, no compaction, no snapshots, no webhooks;
+    /// every write fails with [`StoreError::ReadOnly`].
+    pub fn open_read_only(dir: &Path, opts: AppOptions) -> Result<App, AppError> {
+        let config = Config::load(dir)?;
+        let identities = Arc::new(identities::Identities::new(config.identity.clone()));
+        let store = Arc::new(Store::open_read_only(
+            dir,
+            StoreOptions {
+                auto_compact_events: usize::MAX,
+                primary: identities.primary_rule(),
+                ..opts.store
+            },
+        )?);
+        identities.check_primary_rule(&store)?;
+        let privacy = erase::Privacy::load(&store)?;
+        let triggers = rules::Rules::open_read_only(&store)?;
+        Ok(App {
+            compactor: compactor::Compactor::idle(),
+            store,
+            config,
+            clock: opts.clock,
+            identities,
+            resolved: Mutex::new(HashMap::new()),
+            personas: Mutex::new(Vec::new()),
+            compact_after_events: opts.compact_after_events,
+            privacy,
+            rules: triggers,
+        })
+    }
+
+    /// Refuses a write in a reader's app ([`App::open_read_only`]) before anything of it
+    /// happens in memory.
+    fn writable(&self) -> Result<(), AppError> {
+        if self.store.is_read_only() {
+            return Err(StoreError::ReadOnly(self.store.dir().to_path_buf()).into());
+        }
+        Ok(())
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -226,6 +285,7 @@ impl App {
         batch: Vec<Incoming>,
     ) -> Result<IngestReceipt, AppError> {
         use rayon::prelude::*;
+        self.writable()?;
         // An erase waits for ingests in flight and holds new ones back (erase.rs).
         let _pass = self.privacy.pass();
         let mut receipt = IngestReceipt::default();
@@ -500,6 +560,7 @@ impl App {
     /// Compacts the log into segments and writes identity snapshots of what changed, so
     /// that the next open reads neither.
     pub fn compact(&self) -> Result<omnitrail_store::CompactionReport, AppError> {
+        self.writable()?;
         let report = self.store.compact()?;
         // The rows are the durable record: without a snapshot the next open only reads more.
         if let Err(e) = self.identities.checkpoint(&self.store, true) {
@@ -703,6 +764,7 @@ impl App {
         identifiers: Vec<Identifier>,
         at: Timestamp,
     ) -> Result<(), AppError> {
+        self.writable()?;
         if identifiers.len() < 2 {
             return Err(AppError::Identity(format!(
                 "a link needs at least two identifiers, got {}",
@@ -730,6 +792,7 @@ impl App {
     /// Splits an identifier off its customer: every link through it is revoked (and
     /// remembered as revoked, so it does not come back on restart).
     pub fn unmerge(&self, project: ProjectId, identifier: &str) -> Result<(), AppError> {
+        self.writable()?;
         // Evidence ids move when an erase deletes evidence: never both at once.
         let _pass = self.privacy.pass();
         let id = Identifier::parse_qualified(identifier.trim())

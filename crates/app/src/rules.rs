@@ -340,6 +340,18 @@ impl Rules {
         Ok(rules)
     }
 
+    /// The rules of a reader's app: loaded to show them, never evaluated or delivered.
+    pub fn open_read_only(store: &Store) -> Result<Rules, AppError> {
+        let rules = Rules {
+            endpoints: parse_endpoints(store.dir())?,
+            active: RwLock::new(Vec::new()),
+            eval: Mutex::new(()),
+            worker: Worker::idle(),
+        };
+        rules.reload(store)?;
+        Ok(rules)
+    }
+
     fn reload(&self, store: &Store) -> Result<(), AppError> {
         let rows = store.meta().trigger_rules(None)?;
         let mut active = Vec::new();
@@ -1301,6 +1313,14 @@ impl Worker {
             .spawn(move || deliver_loop(&store, clock.as_ref(), &s))
             .ok();
         Worker { shared, thread }
+    }
+
+    /// A worker without a thread, for a reader's app.
+    fn idle() -> Worker {
+        Worker {
+            shared: Arc::new((Mutex::new(WorkerFlags::default()), Condvar::new())),
+            thread: None,
+        }
     }
 
     fn wake(&self) {

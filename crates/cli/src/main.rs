@@ -229,6 +229,32 @@ fn open_existing(data: &Path) -> Result<App> {
     open(data)
 }
 
+/// For commands that only read. Beside a server holding the data dir they read a
+/// consistent snapshot of it without taking its lock ([`App::open_read_only`]); a data
+/// dir a reader cannot read as it is (an older metadata schema, an erasure to finish) is
+/// opened as a writer instead, which repairs it, when no other process holds it.
+fn open_reader(data: &Path) -> Result<App> {
+    if !data.is_dir() {
+        return open_existing(data);
+    }
+    let why = match App::open_read_only(data, AppOptions::default()) {
+        Ok(app) => return Ok(app),
+        Err(e) => match e.needs_writer() {
+            Some(why) => why.to_string(),
+            None => {
+                return Err(e).with_context(|| format!("cannot open data dir {}", data.display()))
+            }
+        },
+    };
+    match App::open(data, AppOptions::default()) {
+        Err(e) if e.is_locked() => bail!(
+            "cannot read data dir {}: {why}; the process holding it does that when it next opens it",
+            data.display()
+        ),
+        opened => opened.with_context(|| format!("cannot open data dir {}", data.display())),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo {
@@ -244,7 +270,11 @@ fn run(cli: Cli) -> Result<()> {
             (!no_serve).then_some(serve),
             format,
         ),
-        Command::Serve(args) => serve::serve(open(&cli.data)?, &args, None),
+        Command::Serve(args) => {
+            let app = App::open(&cli.data, args.app_options())
+                .with_context(|| format!("cannot open data dir {}", cli.data.display()))?;
+            serve::serve(app, &args, None)
+        }
         Command::Keys(command) => keys::run(&cli.data, command),
         Command::Openapi => {
             serve::openapi();
@@ -252,7 +282,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Import(args) => import(&cli.data, *args),
         Command::Stats { format } => {
-            let app = open_existing(&cli.data)?;
+            let app = open_reader(&cli.data)?;
             output::stats(
                 &app.stats(ProjectId::DEFAULT)?,
                 format == OutputFormat::Json,
@@ -268,11 +298,17 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Analysis(command) => analysis::run(&open_existing(&cli.data)?, command),
-        Command::Diagnostics(command) => diagnostics::run(&open_existing(&cli.data)?, command),
-        Command::Design(command) => design::run(&open_existing(&cli.data)?, command),
-        Command::Customer(args) => customer::customer(&open_existing(&cli.data)?, args),
-        Command::Note(command) => customer::note(&open_existing(&cli.data)?, command),
+        Command::Analysis(command) => analysis::run(&open_reader(&cli.data)?, command),
+        Command::Diagnostics(command) => diagnostics::run(&open_reader(&cli.data)?, command),
+        Command::Design(command) => design::run(&open_reader(&cli.data)?, command),
+        Command::Customer(args) => customer::customer(&open_reader(&cli.data)?, args),
+        Command::Note(command) => {
+            let app = match command {
+                customer::NoteCommand::List { .. } => open_reader(&cli.data)?,
+                _ => open_existing(&cli.data)?,
+            };
+            customer::note(&app, command)
+        }
         Command::Erase { identifier, format } => {
             erase::erase(&open_existing(&cli.data)?, &identifier, format)
         }
@@ -313,7 +349,9 @@ fn demo(
     format: OutputFormat,
 ) -> Result<()> {
     let json = format == OutputFormat::Json;
-    let mut app = open(data)?;
+    let opts = serve.as_ref().map(|s| s.app_options()).unwrap_or_default();
+    let mut app = App::open(data, opts)
+        .with_context(|| format!("cannot open data dir {}", data.display()))?;
     let cfg = SynthConfig {
         customers,
         seed,

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use omnitrail_app::App;
+use omnitrail_app::{App, AppOptions};
 use omnitrail_server::{Server, ServerConfig};
 use std::io::Write;
 use std::sync::Arc;
@@ -33,9 +33,22 @@ pub struct ServeArgs {
     /// Longest a request may take, body upload included, in seconds (408 past it).
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     pub request_timeout: u64,
+    /// Compact in the background once this many events wait in the ingest log: fewer
+    /// means a smaller log to hold in memory and replay, more means fewer, larger
+    /// segments.
+    #[arg(long, default_value_t = AppOptions::default().compact_after_events, value_name = "EVENTS")]
+    pub compact_after: usize,
 }
 
 impl ServeArgs {
+    /// How the served data dir is opened.
+    pub fn app_options(&self) -> AppOptions {
+        AppOptions {
+            compact_after_events: self.compact_after.max(1),
+            ..AppOptions::default()
+        }
+    }
+
     fn config(&self) -> ServerConfig {
         ServerConfig {
             max_event_bytes: self.max_event_bytes,

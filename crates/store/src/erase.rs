@@ -702,8 +702,9 @@ impl Store {
     /// and this keeps any new record of the cluster's keys from slipping between the log
     /// rewrite and the swap.
     pub fn erase(&self, req: &EraseRequest, hook: &EraseHook) -> Result<Erased, StoreError> {
+        let commit = self.commit()?;
         let _only_one = lock(&self.compaction);
-        self.commit.check_poisoned()?;
+        commit.check_poisoned()?;
         let (id, mut spec) = {
             let mut meta = self.meta();
             let (id, mut spec) = meta.begin_erase(req)?;
@@ -716,6 +717,7 @@ impl Store {
     /// Finishes every erasure a crash interrupted; returns what each removed. Must run
     /// right after open, before anything is read or ingested.
     pub fn resume_erasures(&self, hook: &EraseHook) -> Result<Vec<Erased>, StoreError> {
+        self.commit()?;
         let _only_one = lock(&self.compaction);
         let pending = self.meta().pending_erasures()?;
         let mut done = Vec::new();
@@ -748,9 +750,11 @@ impl Store {
         let matcher = Matcher::of(project, spec)?;
         // The snapshot holds the erased identifiers; the next checkpoint writes a new one.
         self.remove_identity_snapshot(project)?;
-        let data = self
-            .erase_data(&matcher)
-            .inspect_err(|e| self.commit.poison(e))?;
+        let data = self.erase_data(&matcher).inspect_err(|e| {
+            if let Ok(commit) = self.commit() {
+                commit.poison(e);
+            }
+        })?;
         let c = &mut spec.counts;
         c.log_events += data.log_events;
         c.segment_events += data.segment_events;
@@ -774,13 +778,15 @@ impl Store {
         if !tail.active.is_empty() {
             // Seal the active file so that every log record is in a closed file, which
             // can be rewritten whole.
-            let old = self.commit.rotate(&self.dir.join(LOG_DIR), st.next_seq)?;
+            let old = self
+                .commit()?
+                .rotate(&self.dir.join(LOG_DIR), st.next_seq)?;
             tail.seal(old);
         }
 
         // Log files, as they are on disk: a file may hold records already compacted.
         let log_dir = self.dir.join(LOG_DIR);
-        let active = self.commit.current_path();
+        let active = self.commit()?.current_path();
         let mut files: Vec<PathBuf> = std::fs::read_dir(&log_dir)
             .map_err(|e| StoreError::io(&log_dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))

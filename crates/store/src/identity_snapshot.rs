@@ -39,6 +39,7 @@ impl Store {
         at: IdentityRevision,
         payload: &[u8],
     ) -> Result<bool, StoreError> {
+        self.commit()?;
         let _io = lock(&self.identity_snapshot_io);
         if self.meta().identity_revision(project)?.epoch != at.epoch {
             return Ok(false);
@@ -114,6 +115,7 @@ impl Store {
 
     /// Deletes a project's identity snapshot (an erase: the file holds identifiers).
     pub(crate) fn remove_identity_snapshot(&self, project: ProjectId) -> Result<(), StoreError> {
+        self.commit()?;
         let _io = lock(&self.identity_snapshot_io);
         let path = self.identity_snapshot_path(project);
         for p in [path.with_extension("tmp"), path.clone()] {

@@ -10,7 +10,6 @@ use arrow_array::Array;
 use omnitrail_model::journeys::{Dictionary, Journeys, PropertyColumn, ScanSpec};
 use omnitrail_model::value::{well_known_type, WellKnownType};
 use omnitrail_model::{CustomerId, ProjectId, Value};
-use std::path::Path;
 
 enum Builder {
     Num(Vec<f64>),
@@ -99,7 +98,8 @@ impl JourneysBuilder {
         }
     }
 
-    pub fn add_segment(&mut self, path: &Path) -> Result<(), StoreError> {
+    pub fn add_segment(&mut self, segment: &segment::SegmentFile) -> Result<(), StoreError> {
+        let path = segment.path();
         let mut cols = vec![
             segment::COL_CUSTOMER,
             segment::COL_TIMESTAMP,
@@ -124,7 +124,7 @@ impl JourneysBuilder {
         }
         let names: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        segment::read_columns(path, &names, |batch| {
+        segment::read_columns_of(segment, &names, |batch| {
             let customer = column(batch, segment::COL_CUSTOMER, path)?.as_primitive::<UInt64Type>();
             let ts = column(batch, segment::COL_TIMESTAMP, path)?
                 .as_primitive::<TimestampMicrosecondType>();

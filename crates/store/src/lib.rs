@@ -68,6 +68,14 @@ pub enum StoreError {
     Encode(String),
     #[error("data dir {} is in use by another omnitrail process", .0.display())]
     Locked(PathBuf),
+    #[error("data dir {} is open for reading only in this process", .0.display())]
+    ReadOnly(PathBuf),
+    /// A reader cannot open the data dir as it is; a writer's open would repair or
+    /// upgrade it first.
+    #[error("{0}")]
+    NeedsWriter(String),
+    #[error("data dir {} changed under every attempt to read a consistent snapshot of it; try again", .0.display())]
+    Busy(PathBuf),
     #[error("project {0} does not exist")]
     UnknownProject(u32),
     #[error("event has no identifier that can key a customer")]
@@ -281,12 +289,111 @@ type CacheKey = (ProjectId, u32, ScanSpec);
 /// A cached scan and the (manifest version, durable seq end) it was built at.
 type CacheEntry = ((u64, u64), Arc<Journeys>);
 
+/// How this process holds its data dir.
+enum Access {
+    /// The one writer: it holds `LOCK` and appends to the log.
+    Writer { commit: GroupCommit, _lock: File },
+    /// A reader beside a writer: a fixed snapshot (see [`Store::open_read_only`]).
+    Reader(Pinned),
+}
+
+/// What a reader's snapshot holds on to.
+struct Pinned {
+    /// End of the log records read: the snapshot's durable sequence end.
+    seq_end: u64,
+    /// An open handle of every segment its manifest names, by relative path, so a
+    /// writer's compaction or erase deleting one does not take it from the reader.
+    segments: HashMap<String, segment::SegmentFile>,
+}
+
+/// How often a reader tries to read a snapshot that no compaction or erase changed.
+const SNAPSHOT_ATTEMPTS: u32 = 20;
+
+/// The log files of a data dir as read at open.
+struct LogScan {
+    tail: Tail,
+    next_seq: u64,
+    next_customer: u64,
+    /// The last log file and its length up to its last whole record.
+    active: Option<(PathBuf, u64)>,
+    /// Closed files that hold no record not yet compacted.
+    spent: Vec<PathBuf>,
+    replayed: u64,
+    cut_tail: Option<(PathBuf, u64, String)>,
+}
+
+/// Reads every log file of `log_dir`, keeping the records at or after
+/// `compacted_seq_end`. A torn or corrupt end of the last file is left out (the caller
+/// decides whether to cut it); anywhere else it is an error.
+fn scan_logs(log_dir: &Path, manifest: &Manifest) -> Result<LogScan, StoreError> {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(log_dir)
+        .map_err(|e| StoreError::io(log_dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    let mut scan = LogScan {
+        tail: Tail::default(),
+        next_seq: manifest.compacted_seq_end,
+        next_customer: manifest.next_customer,
+        active: None,
+        spent: Vec::new(),
+        replayed: 0,
+        cut_tail: None,
+    };
+    for (i, path) in logs.iter().enumerate() {
+        let is_last = i + 1 == logs.len();
+        let read = log::read_log_file(path)?;
+        if let Some(problem) = &read.problem {
+            if !is_last {
+                return Err(StoreError::Corrupt {
+                    path: path.clone(),
+                    reason: format!("{problem} in a closed log file"),
+                });
+            }
+            scan.cut_tail = Some((
+                path.clone(),
+                read.file_len - read.valid_len,
+                problem.clone(),
+            ));
+        }
+        let records: Vec<LogRecord> = read
+            .records
+            .into_iter()
+            .filter(|r| r.seq >= manifest.compacted_seq_end)
+            .collect();
+        for r in &records {
+            scan.next_seq = scan.next_seq.max(r.seq + 1);
+            scan.next_customer = scan.next_customer.max(r.customer.0 + 1);
+        }
+        scan.replayed += records.len() as u64;
+        if is_last {
+            scan.tail.active_index = TailIndex::of(&records);
+            scan.tail.active = records;
+            scan.active = Some((path.clone(), read.valid_len));
+        } else if records.is_empty() {
+            scan.spent.push(path.clone());
+        } else {
+            scan.tail.sealed.push(Sealed {
+                path: path.clone(),
+                index: Arc::new(TailIndex::of(&records)),
+                records: Arc::new(records),
+            });
+        }
+    }
+    Ok(scan)
+}
+
+fn is_not_found(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
 pub struct Store {
     dir: PathBuf,
     opts: StoreOptions,
     meta: Mutex<Meta>,
     ingest: Mutex<IngestState>,
-    commit: GroupCommit,
+    access: Access,
     tail: RwLock<Tail>,
     manifest: RwLock<Arc<Manifest>>,
     compaction: Mutex<()>,
@@ -297,7 +404,6 @@ pub struct Store {
     /// Serializes writing identity snapshots with an erase removing them.
     identity_snapshot_io: Mutex<()>,
     report: OpenReport,
-    _lock: File,
 }
 
 const LOG_DIR: &str = "log";
@@ -368,77 +474,138 @@ impl Store {
         };
 
         let log_dir = dir.join(LOG_DIR);
-        let mut logs: Vec<PathBuf> = std::fs::read_dir(&log_dir)
-            .map_err(|e| StoreError::io(&log_dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "log"))
-            .collect();
-        logs.sort();
-        let mut tail = Tail::default();
-        let mut next_seq = manifest.compacted_seq_end;
-        let mut next_customer = manifest.next_customer;
-        let mut active: Option<(PathBuf, u64)> = None;
-        for (i, path) in logs.iter().enumerate() {
-            let is_last = i + 1 == logs.len();
-            let read = log::read_log_file(path)?;
-            if let Some(problem) = &read.problem {
-                if !is_last {
-                    return Err(StoreError::Corrupt {
-                        path: path.clone(),
-                        reason: format!("{problem} in a closed log file"),
-                    });
-                }
-                tracing::warn!(
-                    "cut {} bytes from the end of {}: {problem}",
-                    read.file_len - read.valid_len,
-                    path.display()
-                );
-                report.cut_tail = Some((
-                    path.clone(),
-                    read.file_len - read.valid_len,
-                    problem.clone(),
-                ));
-            }
-            let records: Vec<LogRecord> = read
-                .records
-                .into_iter()
-                .filter(|r| r.seq >= manifest.compacted_seq_end)
-                .collect();
-            for r in &records {
-                next_seq = next_seq.max(r.seq + 1);
-                next_customer = next_customer.max(r.customer.0 + 1);
-            }
-            report.replayed += records.len() as u64;
-            if is_last {
-                tail.active_index = TailIndex::of(&records);
-                tail.active = records;
-                active = Some((path.clone(), read.valid_len));
-            } else if records.is_empty() {
-                std::fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
-            } else {
-                tail.sealed.push(Sealed {
-                    path: path.clone(),
-                    index: Arc::new(TailIndex::of(&records)),
-                    records: Arc::new(records),
-                });
-            }
+        let scan = scan_logs(&log_dir, &manifest)?;
+        if let Some((path, bytes, problem)) = &scan.cut_tail {
+            tracing::warn!(
+                "cut {bytes} bytes from the end of {}: {problem}",
+                path.display()
+            );
         }
-        let log_file = match active {
-            Some((path, valid_len)) => LogFile::reopen(&path, valid_len, d.as_ref())?,
-            None => LogFile::create(&log_dir, next_seq, d.as_ref())?,
+        for path in &scan.spent {
+            std::fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
+        }
+        report.replayed = scan.replayed;
+        report.cut_tail = scan.cut_tail.clone();
+        let log_file = match &scan.active {
+            Some((path, valid_len)) => LogFile::reopen(path, *valid_len, d.as_ref())?,
+            None => LogFile::create(&log_dir, scan.next_seq, d.as_ref())?,
         };
-        let commit = GroupCommit::new(log_file, d, next_seq);
-        Ok(Store {
+        let commit = GroupCommit::new(log_file, d, scan.next_seq);
+        Ok(Store::assemble(
+            dir,
+            opts,
+            meta,
+            manifest,
+            scan,
+            Access::Writer {
+                commit,
+                _lock: lock_file,
+            },
+            report,
+        ))
+    }
+
+    /// Opens a data dir that another process (a server) may be writing, for reading
+    /// only: no lock is taken and nothing on disk changes. The store is a snapshot: the
+    /// manifest, an open handle of each of its segments, and the log records written
+    /// after it, read while no compaction or erase swapped the manifest and no erasure
+    /// was pending (otherwise it reads again). Every write is refused with
+    /// [`StoreError::ReadOnly`].
+    pub fn open_read_only(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        if !dir.join(manifest::MANIFEST_FILE).is_file() {
+            return Err(StoreError::NeedsWriter(format!(
+                "data dir {} has no manifest yet",
+                dir.display()
+            )));
+        }
+        let meta = Meta::open_read_only(&dir.join(meta::META_FILE))?;
+        let mut pending_erasure = false;
+        for attempt in 0..SNAPSHOT_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(10 * u64::from(attempt)));
+            }
+            let Some(manifest) = Manifest::load(dir)? else {
+                continue;
+            };
+            let mut segments = HashMap::new();
+            let mut vanished = false;
+            for s in &manifest.segments {
+                match segment::SegmentFile::open(&dir.join(&s.file)) {
+                    Ok(f) => {
+                        segments.insert(s.file.clone(), f);
+                    }
+                    Err(e) if is_not_found(&e) => {
+                        vanished = true;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if vanished {
+                continue;
+            }
+            let scan = match scan_logs(&dir.join(LOG_DIR), &manifest) {
+                Ok(scan) => scan,
+                // A compaction deleted a log file it had moved into segments.
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            // Compaction and erase delete or rewrite files only after swapping the
+            // manifest, so an unchanged manifest means every file read belongs to it.
+            if Manifest::load(dir)?.map(|m| m.version) != Some(manifest.version) {
+                continue;
+            }
+            pending_erasure = meta.has_pending_erasures()?;
+            if pending_erasure {
+                continue;
+            }
+            let pinned = Pinned {
+                seq_end: scan.next_seq,
+                segments,
+            };
+            let report = OpenReport {
+                replayed: scan.replayed,
+                ..OpenReport::default()
+            };
+            return Ok(Store::assemble(
+                dir,
+                opts,
+                meta,
+                manifest,
+                scan,
+                Access::Reader(pinned),
+                report,
+            ));
+        }
+        if pending_erasure {
+            return Err(StoreError::NeedsWriter(format!(
+                "an erasure in data dir {} is not finished",
+                dir.display()
+            )));
+        }
+        Err(StoreError::Busy(dir.to_path_buf()))
+    }
+
+    fn assemble(
+        dir: &Path,
+        opts: StoreOptions,
+        meta: Meta,
+        manifest: Manifest,
+        scan: LogScan,
+        access: Access,
+        report: OpenReport,
+    ) -> Store {
+        Store {
             dir: dir.to_path_buf(),
             opts,
             meta: Mutex::new(meta),
             ingest: Mutex::new(IngestState {
                 indexes: None,
-                next_seq,
-                next_customer,
+                next_seq: scan.next_seq,
+                next_customer: scan.next_customer,
             }),
-            commit,
-            tail: RwLock::new(tail),
+            access,
+            tail: RwLock::new(scan.tail),
             manifest: RwLock::new(Arc::new(manifest)),
             compaction: Mutex::new(()),
             cache: Mutex::new(HashMap::new()),
@@ -447,8 +614,46 @@ impl Store {
             segment_loads: AtomicU64::new(0),
             identity_snapshot_io: Mutex::new(()),
             report,
-            _lock: lock_file,
-        })
+        }
+    }
+
+    /// Whether this store is a reader's snapshot ([`Store::open_read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.access, Access::Reader(_))
+    }
+
+    /// The log's group commit; a reader has none.
+    fn commit(&self) -> Result<&GroupCommit, StoreError> {
+        match &self.access {
+            Access::Writer { commit, .. } => Ok(commit),
+            Access::Reader(_) => Err(StoreError::ReadOnly(self.dir.clone())),
+        }
+    }
+
+    /// The end of the log records that reads may show: the durable ones of a writer, every
+    /// one a reader's snapshot read.
+    fn durable_seq_end(&self) -> u64 {
+        match &self.access {
+            Access::Writer { commit, .. } => commit.durable_seq_end(),
+            Access::Reader(pinned) => pinned.seq_end,
+        }
+    }
+
+    /// A segment of the manifest, open for reading.
+    fn segment_file(&self, rel: &str) -> Result<segment::SegmentFile, StoreError> {
+        match &self.access {
+            Access::Writer { .. } => segment::SegmentFile::open(&self.dir.join(rel)),
+            Access::Reader(pinned) => {
+                pinned
+                    .segments
+                    .get(rel)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Corrupt {
+                        path: self.dir.join(rel),
+                        reason: "not a segment of the manifest this reader opened".into(),
+                    })
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -519,7 +724,8 @@ impl Store {
         events: Vec<Event>,
         primaries: Vec<usize>,
     ) -> Result<IngestOutcome, StoreError> {
-        self.commit.check_poisoned()?;
+        let commit = self.commit()?;
+        commit.check_poisoned()?;
         if primaries.len() != events.len()
             || events
                 .iter()
@@ -569,7 +775,7 @@ impl Store {
                 // Every event is a duplicate, but its first copy may still be on its way
                 // to disk in another caller's batch: wait for everything queued so far, so
                 // that "duplicate" never acknowledges an event that is not durable yet.
-                break 'locked self.commit.issued();
+                break 'locked commit.issued();
             }
             outcome.stored = records.len() as u64;
             let max_seq = records.last().map(|r| r.seq).unwrap_or(0);
@@ -577,7 +783,7 @@ impl Store {
                 Ok(f) => f,
                 Err(e) => {
                     // The indexes already count this batch; only a restart makes them true.
-                    self.commit.poison(&e);
+                    commit.poison(&e);
                     return Err(e);
                 }
             };
@@ -586,9 +792,9 @@ impl Store {
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .append(records);
-            self.commit.enqueue(frames, max_seq)?
+            commit.enqueue(frames, max_seq)?
         };
-        self.commit.wait_durable(ticket)?;
+        commit.wait_durable(ticket)?;
         let waiting = self.tail.read().unwrap_or_else(|p| p.into_inner()).len();
         if waiting >= self.opts.auto_compact_events {
             self.compact()?;
@@ -600,7 +806,7 @@ impl Store {
     /// no segment is read.
     pub fn event_count(&self, project: ProjectId) -> u64 {
         let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
-        let durable = self.commit.durable_seq_end();
+        let durable = self.durable_seq_end();
         let logged = tail
             .records()
             .filter(|r| r.project == project && r.seq < durable)
@@ -626,9 +832,10 @@ impl Store {
     /// A failed compaction poisons the store: the files on disk may no longer match the
     /// manifest in memory, and only reopening (which trusts the disk) makes them agree.
     pub fn compact(&self) -> Result<CompactionReport, StoreError> {
+        let commit = self.commit()?;
         let _only_one = lock(&self.compaction);
-        self.commit.check_poisoned()?;
-        self.compact_locked().inspect_err(|e| self.commit.poison(e))
+        commit.check_poisoned()?;
+        self.compact_locked().inspect_err(|e| commit.poison(e))
     }
 
     fn compact_locked(&self) -> Result<CompactionReport, StoreError> {
@@ -640,7 +847,9 @@ impl Store {
             let st = lock(&self.ingest);
             let mut tail = self.tail.write().unwrap_or_else(|p| p.into_inner());
             if !tail.active.is_empty() {
-                let old = self.commit.rotate(&self.dir.join(LOG_DIR), st.next_seq)?;
+                let old = self
+                    .commit()?
+                    .rotate(&self.dir.join(LOG_DIR), st.next_seq)?;
                 tail.seal(old);
             }
             if tail.sealed.is_empty() {
@@ -902,7 +1111,7 @@ impl Store {
     /// Changes whenever what scans return may change: (manifest version, durable seq end).
     pub fn data_version(&self) -> (u64, u64) {
         let _tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
-        (self.manifest().version, self.commit.durable_seq_end())
+        (self.manifest().version, self.durable_seq_end())
     }
 
     fn scan_retrying(
@@ -940,7 +1149,7 @@ impl Store {
         let (manifest, stamp) = {
             let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
             let manifest = self.manifest();
-            let stamp = (manifest.version, self.commit.durable_seq_end());
+            let stamp = (manifest.version, self.durable_seq_end());
             if cached {
                 if let Some((s, j)) = lock(&self.cache).get(&(project, partition, spec.clone())) {
                     if *s == stamp {
@@ -959,7 +1168,7 @@ impl Store {
             (manifest, stamp)
         };
         for s in manifest.segments_of(project, partition) {
-            b.add_segment(&self.dir.join(&s.file))?;
+            b.add_segment(&self.segment_file(&s.file)?)?;
         }
         self.partition_loads.fetch_add(1, Ordering::Relaxed);
         let j = Arc::new(b.finish());
@@ -1014,7 +1223,7 @@ impl Store {
         let (manifest, tails) = {
             let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
             let manifest = self.manifest();
-            let durable = self.commit.durable_seq_end();
+            let durable = self.durable_seq_end();
             let mut records: BTreeMap<u32, Vec<&LogRecord>> = BTreeMap::new();
             for (run, index) in tail.runs() {
                 for &key in &keys {
@@ -1105,7 +1314,7 @@ impl Store {
         };
         let mut b = journeys::JourneysBuilder::new(project, partition, &spec);
         for s in segments {
-            b.add_segment(&self.dir.join(&s.file))?;
+            b.add_segment(&self.segment_file(&s.file)?)?;
         }
         self.segment_loads.fetch_add(1, Ordering::Relaxed);
         let j = Arc::new(b.finish());
@@ -1127,7 +1336,7 @@ impl Store {
     /// Whether any durable record still in the log matches `f`.
     pub fn tail_any(&self, f: impl Fn(&LogRecord) -> bool) -> bool {
         let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
-        let durable = self.commit.durable_seq_end();
+        let durable = self.durable_seq_end();
         let found = tail.records().any(|r| r.seq < durable && f(r));
         found
     }
@@ -1135,7 +1344,7 @@ impl Store {
     /// The durable records still in the log (not yet compacted), of every project.
     pub fn tail_records(&self) -> Vec<LogRecord> {
         let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
-        let durable = self.commit.durable_seq_end();
+        let durable = self.durable_seq_end();
         tail.records()
             .filter(|r| r.seq < durable)
             .cloned()
@@ -1147,7 +1356,7 @@ impl Store {
     pub fn records(&self, project: ProjectId) -> Result<Vec<LogRecord>, StoreError> {
         let (manifest, mut out) = {
             let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
-            let durable = self.commit.durable_seq_end();
+            let durable = self.durable_seq_end();
             let tail_records: Vec<LogRecord> = tail
                 .records()
                 .filter(|r| r.project == project && r.seq < durable)
@@ -1156,7 +1365,10 @@ impl Store {
             (self.manifest(), tail_records)
         };
         for s in manifest.segments.iter().filter(|s| s.project == project) {
-            out.extend(segment::read_records(&self.dir.join(&s.file), project)?);
+            out.extend(segment::read_records_of(
+                &self.segment_file(&s.file)?,
+                project,
+            )?);
         }
         out.sort_by_key(|r| (r.customer, r.event.timestamp, r.seq));
         Ok(out)
@@ -1168,7 +1380,7 @@ impl Store {
         let mut names: BTreeSet<String> = BTreeSet::new();
         {
             let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
-            let durable = self.commit.durable_seq_end();
+            let durable = self.durable_seq_end();
             for (_, index) in tail.runs() {
                 if let Some(run) = index.traits.get(&project) {
                     names.extend(

@@ -95,6 +95,43 @@ fn sql(e: rusqlite::Error) -> StoreError {
 }
 
 impl Meta {
+    /// Opens the database of a data dir another process writes, for reading only:
+    /// nothing is created or upgraded (`query_only` refuses every write). A database that
+    /// is missing or of an older schema needs a writer first ([`StoreError::NeedsWriter`]).
+    pub fn open_read_only(path: &Path) -> Result<Meta, StoreError> {
+        use rusqlite::OpenFlags;
+        if !path.is_file() {
+            return Err(StoreError::NeedsWriter(format!(
+                "{} does not exist yet",
+                path.display()
+            )));
+        }
+        // Read-write at the file level: a WAL reader maintains the shared-memory index.
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        conn.execute_batch("PRAGMA query_only = ON; PRAGMA foreign_keys = ON;")
+            .map_err(sql)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql)?;
+        match version.cmp(&SCHEMA_VERSION) {
+            std::cmp::Ordering::Equal => Ok(Meta { conn }),
+            std::cmp::Ordering::Greater => Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "metadata schema version {version} is newer than this build ({SCHEMA_VERSION})"
+                ),
+            }),
+            std::cmp::Ordering::Less => Err(StoreError::NeedsWriter(format!(
+                "the metadata schema (version {version}) must be upgraded to {SCHEMA_VERSION} first"
+            ))),
+        }
+    }
+
     pub fn open(path: &Path) -> Result<Meta, StoreError> {
         let conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;

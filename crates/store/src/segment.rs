@@ -26,7 +26,8 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use std::fs::File;
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const COL_CUSTOMER: &str = "customer_id";
@@ -307,18 +308,93 @@ pub fn merge_segments(
     })
 }
 
+/// An open segment file. Reads are positional (`pread`), so one handle serves any number
+/// of threads at once; a read-only store keeps one per segment of its manifest, which
+/// keeps the file readable after a writer's compaction deletes it.
+#[derive(Clone, Debug)]
+pub struct SegmentFile {
+    path: PathBuf,
+    file: Arc<File>,
+    len: u64,
+}
+
+impl SegmentFile {
+    pub fn open(path: &Path) -> Result<SegmentFile, StoreError> {
+        let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        let len = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
+        Ok(SegmentFile {
+            path: path.to_path_buf(),
+            file: Arc::new(file),
+            len,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl parquet::file::reader::Length for SegmentFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// A reader of a [`SegmentFile`] from one offset on.
+pub struct SegmentRead {
+    file: Arc<File>,
+    pos: u64,
+}
+
+impl std::io::Read for SegmentRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl parquet::file::reader::ChunkReader for SegmentFile {
+    type T = SegmentRead;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<SegmentRead> {
+        Ok(SegmentRead {
+            file: self.file.clone(),
+            pos: start,
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        let mut buf = vec![0u8; length];
+        self.file
+            .read_exact_at(&mut buf, start)
+            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+        Ok(buf.into())
+    }
+}
+
 /// Reads the named columns of a segment, batch by batch.
 pub fn read_columns(
     path: &Path,
     columns: &[&str],
+    each: impl FnMut(&RecordBatch) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    read_columns_of(&SegmentFile::open(path)?, columns, each)
+}
+
+/// [`read_columns`] of an open segment file.
+pub fn read_columns_of(
+    segment: &SegmentFile,
+    columns: &[&str],
     mut each: impl FnMut(&RecordBatch) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
+    let path = segment.path();
     let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(&e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(segment.clone()).map_err(|e| perr(&e))?;
     let parquet_schema = builder.parquet_schema();
     let indices: Vec<usize> = columns
         .iter()
@@ -409,10 +485,19 @@ fn json_values(text: &str, path: &Path) -> Result<Properties, StoreError> {
 
 /// Reads whole records back (for merges, exports, customer views and tests).
 pub fn read_records(path: &Path, project: ProjectId) -> Result<Vec<LogRecord>, StoreError> {
+    read_records_of(&SegmentFile::open(path)?, project)
+}
+
+/// [`read_records`] of an open segment file.
+pub fn read_records_of(
+    segment: &SegmentFile,
+    project: ProjectId,
+) -> Result<Vec<LogRecord>, StoreError> {
+    let path = segment.path();
     let schema = schema();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let mut out = Vec::new();
-    read_columns(path, &names, |batch| {
+    read_columns_of(segment, &names, |batch| {
         let customer = column(batch, COL_CUSTOMER, path)?.as_primitive::<UInt64Type>();
         let ts = column(batch, COL_TIMESTAMP, path)?.as_primitive::<TimestampMicrosecondType>();
         let seq = column(batch, COL_SEQ, path)?.as_primitive::<UInt64Type>();

@@ -1,0 +1,171 @@
+//! A reader's app beside the writer's ([`App::open_read_only`]): it resolves exactly as
+//! the writer does at its snapshot, keeps that snapshot while the writer goes on, writes
+//! nothing (no identity snapshot, no rows), and refuses every write.
+
+use omnitrail_app::customer::TimelineQuery;
+use omnitrail_app::{App, AppOptions, Incoming};
+use omnitrail_model::{
+    Channel, Event, FixedClock, Identifier, IdentifierKind, ProjectId, Timestamp,
+};
+use omnitrail_synth::SynthConfig;
+use std::path::Path;
+use std::sync::Arc;
+
+const P: ProjectId = ProjectId::DEFAULT;
+
+fn at(text: &str) -> Timestamp {
+    Timestamp::parse(text).expect("fixture time")
+}
+
+fn options() -> AppOptions {
+    AppOptions {
+        clock: Arc::new(FixedClock::new(at("2026-11-21T09:00:00Z"))),
+        ..AppOptions::default()
+    }
+}
+
+fn id(kind: IdentifierKind, value: &str) -> Identifier {
+    Identifier::new(kind, value).expect("fixture identifier")
+}
+
+/// A new person whose phone call joins through a CRM record: a link in the log tail.
+fn linked_person() -> Vec<Incoming> {
+    let crm = Event::new(
+        at("2026-11-20T10:00:00Z"),
+        id(IdentifierKind::CrmId, "crm-reader-1"),
+        Channel::Store,
+        "crm_record_updated",
+    )
+    .with_identifier(id(IdentifierKind::Phone, "+15559990002"));
+    let call = Event::new(
+        at("2026-11-20T11:00:00Z"),
+        id(IdentifierKind::Phone, "+15559990002"),
+        Channel::Phone,
+        "call_started",
+    );
+    vec![Incoming::Event(crm), Incoming::Event(call)]
+}
+
+/// What analyses and agents see.
+fn resolution(app: &App) -> String {
+    let stats = app.stats(P).expect("stats");
+    let views: Vec<String> = ["c1", "c42", "crm-reader-1"]
+        .iter()
+        .map(
+            |who| match app.customer(P, who, &TimelineQuery::default()) {
+                Ok(v) => format!("{who}: {} {:?} {}", v.customer_id, v.identifiers, v.events),
+                Err(e) => format!("{who}: {e}"),
+            },
+        )
+        .collect();
+    format!(
+        "{} events, {} customers\n{}",
+        stats.events,
+        stats.customers,
+        views.join("\n")
+    )
+}
+
+fn files_under(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !p.ends_with("meta.sqlite-shm") {
+                let len = e.metadata().expect("metadata").len();
+                out.push((p.display().to_string(), len));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_reader_resolves_as_the_writer_and_keeps_its_snapshot() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut writer = App::open(dir.path(), options()).expect("writer");
+    let cfg = SynthConfig {
+        customers: 150,
+        ..SynthConfig::default()
+    };
+    writer.generate_demo(&cfg, &|_, _| {}).expect("demo");
+    // In the log, not yet in any identity snapshot.
+    let receipt = writer.ingest(P, linked_person()).expect("ingest");
+    assert_eq!(receipt.stored, 2);
+    let expected = resolution(&writer);
+    assert!(expected.contains("crm-reader-1: "), "{expected}");
+
+    let reader = App::open_read_only(dir.path(), options()).expect("reader");
+    assert_eq!(resolution(&reader), expected);
+
+    // The writer goes on; the reader's answers do not move.
+    let more = Event::new(
+        at("2026-11-20T12:00:00Z"),
+        id(IdentifierKind::Phone, "+15559990002"),
+        Channel::Phone,
+        "call_ended",
+    );
+    writer
+        .ingest(P, vec![Incoming::Event(more)])
+        .expect("ingest");
+    writer.compact().expect("compact");
+    assert_eq!(resolution(&reader), expected);
+    let fresh = App::open_read_only(dir.path(), options()).expect("reader");
+    assert_eq!(resolution(&fresh), resolution(&writer));
+    assert_ne!(resolution(&fresh), expected);
+}
+
+#[test]
+fn a_reader_writes_nothing_and_refuses_writes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let mut writer = App::open(dir.path(), options()).expect("writer");
+        let cfg = SynthConfig {
+            customers: 80,
+            ..SynthConfig::default()
+        };
+        writer.generate_demo(&cfg, &|_, _| {}).expect("demo");
+        writer.ingest(P, linked_person()).expect("ingest");
+    }
+    // Without an identity snapshot a reader rebuilds from every row, and keeps it to itself.
+    let snapshot = dir
+        .path()
+        .join("identity")
+        .join(format!("{}.snapshot", P.0));
+    std::fs::remove_file(&snapshot).expect("remove the snapshot");
+    let before = files_under(dir.path());
+    let reader = App::open_read_only(dir.path(), options()).expect("reader");
+    let seen = resolution(&reader);
+    assert!(seen.contains("crm-reader-1: "), "{seen}");
+
+    let refused = reader
+        .ingest(P, linked_person())
+        .expect_err("a reader takes no events")
+        .to_string();
+    assert!(refused.contains("open for reading only"), "{refused}");
+    assert!(reader.compact().is_err());
+    assert!(reader.unmerge(P, "phone:+15559990002").is_err());
+    assert!(reader
+        .link(
+            P,
+            omnitrail_identity::Source::Alias,
+            vec![
+                id(IdentifierKind::Email, "x@example.com"),
+                id(IdentifierKind::Phone, "+15559990003"),
+            ],
+            at("2026-11-20T12:00:00Z"),
+        )
+        .is_err());
+    assert_eq!(
+        resolution(&reader),
+        seen,
+        "nothing a refused write did stayed"
+    );
+    drop(reader);
+    assert_eq!(files_under(dir.path()), before, "the data dir is as it was");
+    assert!(!snapshot.exists());
+}
