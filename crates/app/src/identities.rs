@@ -56,6 +56,18 @@ struct Checkpoint {
 const CHECKPOINT_SHARE: u64 = 2;
 const CHECKPOINT_MIN_ROWS: u64 = 50_000;
 
+/// What a snapshot's graph adds up to. It is encoded ahead of the graph in the snapshot's
+/// payload, so counting customers decodes no graph.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SnapshotSummary {
+    /// The guardrails the graph settled under, as JSON: limits and weak kinds may change
+    /// between opens, and with them the clusters.
+    guardrails: String,
+    keys: u64,
+    /// Clusters holding a key.
+    customers: u64,
+}
+
 /// A customer's identity as the customer view shows it.
 pub(crate) struct ClusterView {
     pub identifiers: Vec<IdentifierView>,
@@ -321,8 +333,14 @@ impl Identities {
         project: ProjectId,
         snap: &omnitrail_store::IdentitySnapshot,
     ) -> Result<(IdentityGraph, u64), String> {
+        // Snapshots written before summaries hold the graph alone.
         let snapshot: Snapshot =
-            postcard::from_bytes(&snap.payload).map_err(|e| format!("cannot be decoded ({e})"))?;
+            match postcard::take_from_bytes::<SnapshotSummary>(&snap.payload) {
+                Ok((_, graph_bytes)) => postcard::from_bytes(graph_bytes),
+                Err(_) => postcard::from_bytes(&snap.payload),
+            }
+            .or_else(|_| postcard::from_bytes(&snap.payload))
+            .map_err(|e| format!("cannot be decoded ({e})"))?;
         let (rows, keys) = {
             let meta = store.meta();
             (
@@ -417,10 +435,15 @@ impl Identities {
                         ..Checkpoint::default()
                     };
                 }
-                (at, graph.snapshot())
+                let summary = SnapshotSummary {
+                    guardrails: self.guardrails_json(),
+                    keys: stats.keys,
+                    customers: graph.keyed_clusters(),
+                };
+                (at, summary, graph.snapshot())
             };
-            let (at, snapshot) = captured;
-            if let Err(e) = self.write_snapshot(store, project, at, &snapshot) {
+            let (at, summary, snapshot) = captured;
+            if let Err(e) = self.write_snapshot(store, project, at, &summary, &snapshot) {
                 // The rows are the durable record; a missing snapshot only costs time.
                 if let Some(c) = lock(&self.checkpoints).get_mut(&project) {
                     c.snapshot_rev = None;
@@ -436,9 +459,10 @@ impl Identities {
         store: &Store,
         project: ProjectId,
         at: IdentityRevision,
+        summary: &SnapshotSummary,
         snapshot: &Snapshot,
     ) -> Result<(), AppError> {
-        let payload = postcard::to_stdvec(snapshot)
+        let payload = postcard::to_stdvec(&(summary, snapshot))
             .map_err(|e| AppError::Identity(format!("encoding the identity snapshot: {e}")))?;
         if !store.write_identity_snapshot(project, at, &payload)? {
             tracing::debug!(
@@ -563,6 +587,68 @@ impl Identities {
             tracing::warn!("could not write the identity snapshot: {e}");
         }
         Ok(())
+    }
+
+    /// How many customers `project` has: its clusters holding a write-time key (each key is
+    /// handed out with an event, and an erase removes both). `None` when the graphs may not
+    /// know every key the store handed out (a batch between its store and its keys, or keys
+    /// a reader cannot recover), and only the events can tell.
+    pub fn customers(&self, store: &Store, project: ProjectId) -> Result<Option<u64>, AppError> {
+        if self.loaded.get().is_none() {
+            if let Some(n) = self.customers_from_snapshots(store, project)? {
+                return Ok(Some(n));
+            }
+        }
+        self.ensure_loaded(store)?;
+        let graphs = self.read();
+        let known: u64 = graphs.values().map(|g| g.stats().keys).sum();
+        if known + store.meta().erased_keys()? != store.allocated_keys() {
+            return Ok(None);
+        }
+        Ok(Some(graphs.get(&project).map_or(0, |g| g.keyed_clusters())))
+    }
+
+    /// [`Identities::customers`] from the snapshots' summaries, without reading a graph:
+    /// `None` unless every project's snapshot is at its database's revision and epoch and
+    /// was settled under today's guardrails, and the store handed out no key they lack.
+    fn customers_from_snapshots(
+        &self,
+        store: &Store,
+        project: ProjectId,
+    ) -> Result<Option<u64>, AppError> {
+        let guardrails = self.guardrails_json();
+        let projects = store.meta().projects()?;
+        let (mut keys, mut customers) = (0, None);
+        for (p, _) in projects {
+            let at = store.meta().identity_revision(p)?;
+            let summary = match store.read_identity_snapshot(p) {
+                Ok(Some(snap)) if snap.at == at => {
+                    match postcard::take_from_bytes::<SnapshotSummary>(&snap.payload) {
+                        Ok((s, _)) if s.guardrails == guardrails => s,
+                        _ => return Ok(None),
+                    }
+                }
+                // No identity row at all: no key, no customer.
+                Ok(None) if at.rev == 0 => SnapshotSummary {
+                    guardrails: String::new(),
+                    keys: 0,
+                    customers: 0,
+                },
+                _ => return Ok(None),
+            };
+            keys += summary.keys;
+            if p == project {
+                customers = Some(summary.customers);
+            }
+        }
+        if keys + store.meta().erased_keys()? != store.allocated_keys() {
+            return Ok(None);
+        }
+        Ok(customers)
+    }
+
+    fn guardrails_json(&self) -> String {
+        serde_json::to_string(&self.guardrails).expect("guardrails serialize to JSON")
     }
 
     /// A crash between storing events and writing their keys, followed by a compaction

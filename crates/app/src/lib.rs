@@ -800,9 +800,19 @@ impl App {
         self.identities.unmerge(&self.store, project, &id)
     }
 
+    /// What the data dir holds, from counts the manifest keeps and the identity graph:
+    /// no event is read (but the log tail, which is in memory).
     pub fn stats(&self, project: ProjectId) -> Result<Stats, AppError> {
-        let partitions = self.journeys(project, &ScanSpec::default())?;
-        stats::compute(&self.store, &self.config, project, &partitions)
+        let summary = self.store.event_summary(project)?;
+        let customers = match self.identities.customers(&self.store, project)? {
+            Some(n) => n,
+            None => self
+                .journeys(project, &ScanSpec::default())?
+                .iter()
+                .map(|j| j.customers.len() as u64)
+                .sum(),
+        };
+        stats::compute(&self.store, &self.config, project, &summary, customers)
     }
 
     pub fn now(&self) -> Timestamp {

@@ -2,10 +2,8 @@
 
 use crate::{AppError, Config};
 use omnitrail_model::{ProjectId, Timestamp};
-use omnitrail_store::{Journeys, Store};
-use rayon::prelude::*;
+use omnitrail_store::{EventSummary, Store};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {
@@ -23,50 +21,9 @@ pub struct Stats {
     /// Events still in the ingest log, waiting for compaction.
     pub uncompacted_events: u64,
     pub dead_letters: u64,
-    /// Memory the columnar journeys of this project take, per event.
+    /// Memory the columnar journeys of this project take, per event, estimated from the
+    /// counts (dictionaries as the stored partitions hold them).
     pub journey_bytes_per_event: f64,
-}
-
-#[derive(Default)]
-struct Partial {
-    events: u64,
-    customers: u64,
-    min_ts: Option<i64>,
-    max_ts: Option<i64>,
-    channels: BTreeMap<String, u64>,
-    activities: BTreeMap<String, u64>,
-    heap_bytes: u64,
-}
-
-impl Partial {
-    fn merge(mut self, other: Partial) -> Partial {
-        self.events += other.events;
-        self.customers += other.customers;
-        self.min_ts = min_opt(self.min_ts, other.min_ts);
-        self.max_ts = max_opt(self.max_ts, other.max_ts);
-        for (k, v) in other.channels {
-            *self.channels.entry(k).or_default() += v;
-        }
-        for (k, v) in other.activities {
-            *self.activities.entry(k).or_default() += v;
-        }
-        self.heap_bytes += other.heap_bytes;
-        self
-    }
-}
-
-fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 fn by_count(map: BTreeMap<String, u64>) -> Vec<(String, u64)> {
@@ -75,41 +32,36 @@ fn by_count(map: BTreeMap<String, u64>) -> Vec<(String, u64)> {
     v
 }
 
-/// Stats over `partitions`, the project's journeys with identity merges applied.
+/// What a dictionary of these names takes ([`omnitrail_store::Dictionary::heap_bytes`]).
+fn dictionary_bytes<'a>(names: impl Iterator<Item = &'a String>) -> u64 {
+    names.map(|n| 2 * (n.len() as u64 + 24) + 8).sum()
+}
+
+/// The memory the columnar journeys of `summary`'s events take without properties
+/// (`Journeys::heap_bytes`): per event its time, activity and channel codes; per customer
+/// its id and offset; per partition an end offset and its dictionaries.
+fn journey_bytes(summary: &EventSummary, customers: u64, partitions: u32) -> u64 {
+    let dictionaries: u64 = summary
+        .partitions
+        .values()
+        .map(|c| dictionary_bytes(c.channels.keys()) + dictionary_bytes(c.activities.keys()))
+        .sum();
+    summary.events * (8 + 4 + 2) + customers * (8 + 4) + u64::from(partitions) * 4 + dictionaries
+}
+
+/// Stats from a project's event counts ([`Store::event_summary`]) and its number of
+/// customers: no event is read.
 pub fn compute(
     store: &Store,
     config: &Config,
     project: ProjectId,
-    partitions: &[Arc<Journeys>],
+    summary: &EventSummary,
+    customers: u64,
 ) -> Result<Stats, AppError> {
-    let total = partitions
-        .par_iter()
-        .map(|j| -> Result<Partial, AppError> {
-            let mut part = Partial {
-                events: j.events() as u64,
-                customers: j.customers.len() as u64,
-                min_ts: j.ts.iter().copied().min(),
-                max_ts: j.ts.iter().copied().max(),
-                heap_bytes: j.heap_bytes() as u64,
-                ..Partial::default()
-            };
-            let mut act = vec![0u64; j.activities.len()];
-            for &a in &j.activity {
-                act[a as usize] += 1;
-            }
-            let mut ch = vec![0u64; j.channels.len()];
-            for &c in &j.channel {
-                ch[c as usize] += 1;
-            }
-            part.activities = j.activities.values.iter().cloned().zip(act).collect();
-            part.channels = j.channels.values.iter().cloned().zip(ch).collect();
-            Ok(part)
-        })
-        .try_reduce(Partial::default, |a, b| Ok(a.merge(b)))?;
-
+    let totals = summary.totals();
     let mut stages: Vec<(String, u64)> = config.stages.iter().map(|s| (s.clone(), 0)).collect();
     let mut unmapped = 0;
-    for (activity, n) in &total.activities {
+    for (activity, n) in &totals.activities {
         match config.stage_of(activity) {
             Some(stage) => {
                 if let Some(entry) = stages.iter_mut().find(|(s, _)| s == stage) {
@@ -124,12 +76,12 @@ pub fn compute(
     }
     let manifest = store.manifest();
     Ok(Stats {
-        events: total.events,
-        customers: total.customers,
-        first_event: total.min_ts.map(Timestamp::from_micros),
-        last_event: total.max_ts.map(Timestamp::from_micros),
-        by_channel: by_count(total.channels),
-        by_activity: by_count(total.activities),
+        events: summary.events,
+        customers,
+        first_event: summary.min_ts.map(Timestamp::from_micros),
+        last_event: summary.max_ts.map(Timestamp::from_micros),
+        by_channel: by_count(totals.channels),
+        by_activity: by_count(totals.activities),
         by_stage: stages,
         storage_bytes: store.storage_bytes(),
         segments: manifest
@@ -139,10 +91,10 @@ pub fn compute(
             .count() as u64,
         uncompacted_events: store.uncompacted_events() as u64,
         dead_letters: store.meta().dead_letter_count(project)?,
-        journey_bytes_per_event: if total.events == 0 {
+        journey_bytes_per_event: if summary.events == 0 {
             0.0
         } else {
-            total.heap_bytes as f64 / total.events as f64
+            journey_bytes(summary, customers, manifest.partitions) as f64 / summary.events as f64
         },
     })
 }

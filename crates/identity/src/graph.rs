@@ -1601,6 +1601,16 @@ impl IdentityGraph {
         out
     }
 
+    /// Clusters that hold a write-time key: the customers with events.
+    pub fn keyed_clusters(&self) -> u64 {
+        (0..self.nodes.len() as u32)
+            .filter(|&n| {
+                let node = self.node(n);
+                node.cparent == n && node.cmin != NO_KEY
+            })
+            .count() as u64
+    }
+
     pub fn stats(&self) -> GraphStats {
         GraphStats {
             identifiers: self.nodes.len() as u64,

@@ -24,7 +24,7 @@ pub use durability::{Durability, OsDurability};
 pub use erase::{AuditEntry, EraseCounts, EraseRequest, Erased, Suppression};
 pub use identity_snapshot::IdentitySnapshot;
 pub use log::LogRecord;
-pub use manifest::{Manifest, SegmentMeta, DEFAULT_PARTITIONS, FORMAT_VERSION};
+pub use manifest::{Manifest, SegmentCounts, SegmentMeta, DEFAULT_PARTITIONS, FORMAT_VERSION};
 pub use meta::{ApiKeyRow, DeadLetter, EvidenceRow, IdentityRevision, ImportRecord, Meta, NoteRow};
 pub use omnitrail_model::journeys::{Dictionary, Journeys, PropertyColumn, ScanSpec};
 pub use triggers::{
@@ -420,6 +420,42 @@ fn kind_priority(kind: &IdentifierKind) -> u8 {
         IdentifierKind::Custom(_) => 5,
         IdentifierKind::DeviceId => 6,
         IdentifierKind::AnonymousId => 7,
+    }
+}
+
+fn counts_of<'a>(records: impl Iterator<Item = &'a LogRecord>) -> SegmentCounts {
+    let mut counts = SegmentCounts::default();
+    for r in records {
+        *counts
+            .channels
+            .entry(r.event.channel.as_str().to_string())
+            .or_default() += 1;
+        *counts
+            .activities
+            .entry(r.event.activity.to_string())
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// What a project's events add up to ([`Store::event_summary`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventSummary {
+    pub events: u64,
+    pub min_ts: Option<i64>,
+    pub max_ts: Option<i64>,
+    /// Per partition that holds events: its events by channel and by activity.
+    pub partitions: BTreeMap<u32, SegmentCounts>,
+}
+
+impl EventSummary {
+    /// Every partition's counts added up.
+    pub fn totals(&self) -> SegmentCounts {
+        let mut all = SegmentCounts::default();
+        for counts in self.partitions.values() {
+            all.add(counts);
+        }
+        all
     }
 }
 
@@ -821,6 +857,73 @@ impl Store {
         compacted + logged
     }
 
+    /// A project's events counted by partition, channel and activity, with their time
+    /// range: from the manifest's per-segment counts and the durable log tail, read under
+    /// one lock as scans are. Reads no segment, except those of a manifest written before
+    /// segments carried counts (their channel and activity columns only).
+    pub fn event_summary(&self, project: ProjectId) -> Result<EventSummary, StoreError> {
+        let mut summary = EventSummary::default();
+        let extend_range = |summary: &mut EventSummary, lo: i64, hi: i64| {
+            summary.min_ts = Some(summary.min_ts.map_or(lo, |m| m.min(lo)));
+            summary.max_ts = Some(summary.max_ts.map_or(hi, |m| m.max(hi)));
+        };
+        let manifest = {
+            let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
+            let manifest = self.manifest();
+            let durable = self.durable_seq_end();
+            let mut by_partition: BTreeMap<u32, Vec<&LogRecord>> = BTreeMap::new();
+            for r in tail
+                .records()
+                .filter(|r| r.project == project && r.seq < durable)
+            {
+                by_partition
+                    .entry(partition_of(r.project, r.customer, manifest.partitions))
+                    .or_default()
+                    .push(r);
+            }
+            for (partition, records) in by_partition {
+                summary.events += records.len() as u64;
+                for r in &records {
+                    let t = r.event.timestamp.as_micros();
+                    extend_range(&mut summary, t, t);
+                }
+                summary
+                    .partitions
+                    .entry(partition)
+                    .or_default()
+                    .add(&counts_of(records.into_iter()));
+            }
+            manifest
+        };
+        let uncounted: Vec<&SegmentMeta> = manifest
+            .segments
+            .iter()
+            .filter(|s| s.project == project && s.counts.is_none())
+            .collect();
+        let read: Vec<SegmentCounts> = uncounted
+            .par_iter()
+            .map(|s| segment::count_segment(&self.segment_file(&s.file)?))
+            .collect::<Result<_, StoreError>>()?;
+        let mut read = read.into_iter();
+        for s in manifest.segments.iter().filter(|s| s.project == project) {
+            if s.rows == 0 {
+                continue;
+            }
+            summary.events += s.rows;
+            extend_range(&mut summary, s.min_ts, s.max_ts);
+            let counts = match &s.counts {
+                Some(c) => c.clone(),
+                None => read.next().expect("one count per uncounted segment"),
+            };
+            summary
+                .partitions
+                .entry(s.partition)
+                .or_default()
+                .add(&counts);
+        }
+        Ok(summary)
+    }
+
     /// Events waiting in the log, not yet compacted.
     pub fn uncompacted_events(&self) -> usize {
         self.tail.read().unwrap_or_else(|p| p.into_inner()).len()
@@ -978,6 +1081,7 @@ impl Store {
                 .unwrap_or(0),
             bytes,
             traits: trait_names(records.iter().map(|r| &r.event)),
+            counts: Some(counts_of(records.iter().copied())),
         })
     }
 
@@ -1052,6 +1156,7 @@ impl Store {
                     min_ts: m.min_ts,
                     max_ts: m.max_ts,
                     bytes: m.bytes,
+                    counts: Some(m.counts),
                     traits: old
                         .iter()
                         .flat_map(|s| s.traits.iter().cloned())

@@ -43,6 +43,28 @@ pub struct SegmentMeta {
     /// Names of the traits its events carry, sorted (absent in manifests before traits).
     #[serde(default)]
     pub traits: Vec<String>,
+    /// Its events by channel and by activity, so counting needs no read of the file
+    /// (absent in manifests before counts: those segments are read instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<SegmentCounts>,
+}
+
+/// Events of one segment by channel and by activity name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentCounts {
+    pub channels: std::collections::BTreeMap<String, u64>,
+    pub activities: std::collections::BTreeMap<String, u64>,
+}
+
+impl SegmentCounts {
+    pub fn add(&mut self, other: &SegmentCounts) {
+        for (name, n) in &other.channels {
+            *self.channels.entry(name.clone()).or_default() += n;
+        }
+        for (name, n) in &other.activities {
+            *self.activities.entry(name.clone()).or_default() += n;
+        }
+    }
 }
 
 impl Manifest {

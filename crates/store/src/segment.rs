@@ -4,6 +4,7 @@
 
 use crate::durability::Durability;
 use crate::log::LogRecord;
+use crate::manifest::SegmentCounts;
 use crate::StoreError;
 use arrow_array::builder::{
     Float64Builder, StringBuilder, StringDictionaryBuilder, TimestampMicrosecondBuilder,
@@ -25,6 +26,7 @@ use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -254,6 +256,7 @@ pub struct Merged {
     pub min_ts: i64,
     pub max_ts: i64,
     pub bytes: u64,
+    pub counts: SegmentCounts,
 }
 
 /// Merges segments into one, sorted by (customer, timestamp, seq), at the Arrow level:
@@ -299,13 +302,51 @@ pub fn merge_segments(
         .values()
         .iter()
         .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+    let mut counts = SegmentCounts::default();
+    count_values(&sorted, COL_CHANNEL, out, &mut counts.channels)?;
+    count_values(&sorted, COL_ACTIVITY, out, &mut counts.activities)?;
     let bytes = write_batch(out, &sorted, d)?;
     Ok(Merged {
+        counts,
         rows: sorted.num_rows() as u64,
         min_ts,
         max_ts,
         bytes,
     })
+}
+
+/// Adds the events of `batch` per value of its dictionary-encoded text column `name`.
+fn count_values(
+    batch: &RecordBatch,
+    name: &str,
+    path: &Path,
+    into: &mut BTreeMap<String, u64>,
+) -> Result<(), StoreError> {
+    let (keys, values) = dictionary(batch, name, path)?;
+    let mut per_value = vec![0u64; values.len()];
+    for &k in keys.keys().values() {
+        let slot = per_value
+            .get_mut(k as usize)
+            .ok_or_else(|| bad(path, format!("column '{name}' has a code out of range")))?;
+        *slot += 1;
+    }
+    for (i, n) in per_value.into_iter().enumerate() {
+        if n > 0 {
+            *into.entry(values.value(i).to_string()).or_default() += n;
+        }
+    }
+    Ok(())
+}
+
+/// Events of a segment by channel and by activity, from those two columns alone: for
+/// segments of manifests written before the manifest kept counts.
+pub fn count_segment(segment: &SegmentFile) -> Result<SegmentCounts, StoreError> {
+    let mut counts = SegmentCounts::default();
+    read_columns_of(segment, &[COL_CHANNEL, COL_ACTIVITY], |batch| {
+        count_values(batch, COL_CHANNEL, segment.path(), &mut counts.channels)?;
+        count_values(batch, COL_ACTIVITY, segment.path(), &mut counts.activities)
+    })?;
+    Ok(counts)
 }
 
 /// An open segment file. Reads are positional (`pread`), so one handle serves any number
