@@ -920,7 +920,7 @@ impl Store {
         next.save(&self.dir, d.as_ref())?;
         *self.manifest.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next.clone());
         lock(&self.cache).clear();
-        lock(&self.segment_cache).clear();
+        self.forget_dropped_segments();
         // Rebuilt from the runs and the tail on the next ingest.
         st.indexes = None;
         drop(tail);

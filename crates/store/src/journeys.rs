@@ -98,9 +98,10 @@ impl JourneysBuilder {
         }
     }
 
-    pub fn add_segment(&mut self, segment: &segment::SegmentFile) -> Result<(), StoreError> {
-        let path = segment.path();
-        let mut cols = vec![
+    /// The columns this builder reads from segments, and whether custom properties are
+    /// among them (they are parsed from the properties JSON).
+    fn segment_columns(&self) -> (Vec<&'static str>, Vec<String>, bool) {
+        let fixed = vec![
             segment::COL_CUSTOMER,
             segment::COL_TIMESTAMP,
             segment::COL_SEQ,
@@ -111,90 +112,120 @@ impl JourneysBuilder {
             .props
             .iter()
             .any(|(name, _)| well_known_type(name).is_none());
-        for (name, _) in &self.props {
-            if well_known_type(name).is_some() {
-                cols.push(name.as_str());
-            }
-        }
+        let mut named: Vec<String> = self
+            .props
+            .iter()
+            .filter(|(name, _)| well_known_type(name).is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
         if custom {
-            cols.push(segment::COL_PROPERTIES);
+            named.push(segment::COL_PROPERTIES.to_string());
         }
         if !self.traits.is_empty() {
-            cols.push(segment::COL_TRAITS);
+            named.push(segment::COL_TRAITS.to_string());
         }
-        let names: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        (fixed, named, custom)
+    }
+
+    pub fn add_segment(&mut self, segment: &segment::SegmentFile) -> Result<(), StoreError> {
+        let (fixed, named, custom) = self.segment_columns();
+        let mut names: Vec<&str> = fixed;
+        names.extend(named.iter().map(String::as_str));
         segment::read_columns_of(segment, &names, |batch| {
-            let customer = column(batch, segment::COL_CUSTOMER, path)?.as_primitive::<UInt64Type>();
-            let ts = column(batch, segment::COL_TIMESTAMP, path)?
-                .as_primitive::<TimestampMicrosecondType>();
-            let seq = column(batch, segment::COL_SEQ, path)?.as_primitive::<UInt64Type>();
-            self.customer.extend(customer.values().iter());
-            self.ts.extend(ts.values().iter());
-            self.seq.extend(seq.values().iter());
-            let (keys, values) = dictionary(batch, segment::COL_ACTIVITY, path)?;
-            let remap: Vec<u32> = (0..values.len())
-                .map(|i| self.activities.code(values.value(i)))
-                .collect();
-            self.activity
-                .extend(keys.keys().values().iter().map(|&k| remap[k as usize]));
-            let (keys, values) = dictionary(batch, segment::COL_CHANNEL, path)?;
-            let remap: Vec<u16> = (0..values.len())
-                .map(|i| self.channel_code(values.value(i)))
-                .collect();
-            self.channel
-                .extend(keys.keys().values().iter().map(|&k| remap[k as usize]));
-            let custom_json = if custom {
-                Some(column(batch, segment::COL_PROPERTIES, path)?.as_string::<i32>())
-            } else {
-                None
-            };
-            for (name, b) in &mut self.props {
-                if well_known_type(name).is_some() {
-                    let col = column(batch, name, path)?;
-                    match b {
-                        Builder::Num(out) => {
-                            let c = col.as_primitive::<Float64Type>();
-                            out.extend((0..c.len()).map(|i| {
-                                if c.is_null(i) {
-                                    f64::NAN
-                                } else {
-                                    c.value(i)
-                                }
-                            }));
-                        }
-                        Builder::Text(codes, dict) => {
-                            let c = col.as_string::<i32>();
-                            codes.extend((0..c.len()).map(|i| {
-                                if c.is_null(i) {
-                                    0
-                                } else {
-                                    dict.code(c.value(i)) + 1
-                                }
-                            }));
-                        }
-                    }
-                } else if let (Some(json), Builder::Text(codes, dict)) = (custom_json, b) {
-                    push_json_field(json, name, codes, dict);
-                }
-            }
-            if !self.traits.is_empty() {
-                // Each row's object is parsed once for every trait asked for.
-                let json = column(batch, segment::COL_TRAITS, path)?.as_string::<i32>();
-                for i in 0..json.len() {
-                    let object = (!json.is_null(i))
-                        .then(|| serde_json::from_str::<serde_json::Value>(json.value(i)).ok())
-                        .flatten();
-                    for (name, codes, dict) in &mut self.traits {
-                        codes.push(json_code(
-                            object.as_ref().and_then(|o| o.get(name.as_str())),
-                            dict,
-                        ));
-                    }
-                }
-            }
-            Ok(())
+            self.add_batch(batch, segment.path(), custom)
         })
+    }
+
+    /// The rows of `keys` (sorted) in a segment, found through its page index; returns how
+    /// many rows were decoded to find them.
+    pub fn add_segment_keys(
+        &mut self,
+        index: &segment::SegmentIndex,
+        keys: &[u64],
+    ) -> Result<u64, StoreError> {
+        let (fixed, named, custom) = self.segment_columns();
+        let mut names: Vec<&str> = fixed;
+        names.extend(named.iter().map(String::as_str));
+        segment::read_key_columns(index, &names, keys, |batch| {
+            self.add_batch(batch, index.file().path(), custom)
+        })
+    }
+
+    fn add_batch(
+        &mut self,
+        batch: &arrow_array::RecordBatch,
+        path: &std::path::Path,
+        custom: bool,
+    ) -> Result<(), StoreError> {
+        let customer = column(batch, segment::COL_CUSTOMER, path)?.as_primitive::<UInt64Type>();
+        let ts =
+            column(batch, segment::COL_TIMESTAMP, path)?.as_primitive::<TimestampMicrosecondType>();
+        let seq = column(batch, segment::COL_SEQ, path)?.as_primitive::<UInt64Type>();
+        self.customer.extend(customer.values().iter());
+        self.ts.extend(ts.values().iter());
+        self.seq.extend(seq.values().iter());
+        let (keys, values) = dictionary(batch, segment::COL_ACTIVITY, path)?;
+        let remap: Vec<u32> = (0..values.len())
+            .map(|i| self.activities.code(values.value(i)))
+            .collect();
+        self.activity
+            .extend(keys.keys().values().iter().map(|&k| remap[k as usize]));
+        let (keys, values) = dictionary(batch, segment::COL_CHANNEL, path)?;
+        let remap: Vec<u16> = (0..values.len())
+            .map(|i| self.channel_code(values.value(i)))
+            .collect();
+        self.channel
+            .extend(keys.keys().values().iter().map(|&k| remap[k as usize]));
+        let custom_json = if custom {
+            Some(column(batch, segment::COL_PROPERTIES, path)?.as_string::<i32>())
+        } else {
+            None
+        };
+        for (name, b) in &mut self.props {
+            if well_known_type(name).is_some() {
+                let col = column(batch, name, path)?;
+                match b {
+                    Builder::Num(out) => {
+                        let c = col.as_primitive::<Float64Type>();
+                        out.extend((0..c.len()).map(|i| {
+                            if c.is_null(i) {
+                                f64::NAN
+                            } else {
+                                c.value(i)
+                            }
+                        }));
+                    }
+                    Builder::Text(codes, dict) => {
+                        let c = col.as_string::<i32>();
+                        codes.extend((0..c.len()).map(|i| {
+                            if c.is_null(i) {
+                                0
+                            } else {
+                                dict.code(c.value(i)) + 1
+                            }
+                        }));
+                    }
+                }
+            } else if let (Some(json), Builder::Text(codes, dict)) = (custom_json, b) {
+                push_json_field(json, name, codes, dict);
+            }
+        }
+        if !self.traits.is_empty() {
+            // Each row's object is parsed once for every trait asked for.
+            let json = column(batch, segment::COL_TRAITS, path)?.as_string::<i32>();
+            for i in 0..json.len() {
+                let object = (!json.is_null(i))
+                    .then(|| serde_json::from_str::<serde_json::Value>(json.value(i)).ok())
+                    .flatten();
+                for (name, codes, dict) in &mut self.traits {
+                    codes.push(json_code(
+                        object.as_ref().and_then(|o| o.get(name.as_str())),
+                        dict,
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn finish(self) -> Journeys {

@@ -274,16 +274,10 @@ pub struct KeyPiece {
 pub struct LoadCounts {
     /// Whole-partition builds of segments and log tail ([`Store::journeys`], [`Store::scan`]).
     pub partitions: u64,
-    /// Segment-only partition builds for [`Store::key_journeys`].
-    pub segment_partitions: u64,
+    /// Segment rows decoded by [`Store::key_journeys`] to find its keys' rows (the pages
+    /// the page index admits).
+    pub key_rows: u64,
 }
-
-/// Segment-only journeys of one (project, partition, properties), built at a manifest
-/// version. The slot's own lock makes concurrent readers of a partition wait for one
-/// build instead of each reading the same Parquet files.
-type SegmentSlot = Arc<Mutex<Option<(u64, Arc<Journeys>)>>>;
-/// (project, partition, properties) of segment-only journeys.
-type SegmentKey = (ProjectId, u32, Vec<String>);
 
 type CacheKey = (ProjectId, u32, ScanSpec);
 /// A cached scan and the (manifest version, durable seq end) it was built at.
@@ -398,9 +392,10 @@ pub struct Store {
     manifest: RwLock<Arc<Manifest>>,
     compaction: Mutex<()>,
     cache: Mutex<HashMap<CacheKey, CacheEntry>>,
-    segment_cache: Mutex<HashMap<SegmentKey, SegmentSlot>>,
+    /// Each live segment's parsed footer and page index, for keyed reads.
+    segment_indexes: Mutex<HashMap<String, segment::SegmentIndex>>,
     partition_loads: AtomicU64,
-    segment_loads: AtomicU64,
+    key_rows: AtomicU64,
     /// Serializes writing identity snapshots with an erase removing them.
     identity_snapshot_io: Mutex<()>,
     report: OpenReport,
@@ -645,9 +640,9 @@ impl Store {
             manifest: RwLock::new(Arc::new(manifest)),
             compaction: Mutex::new(()),
             cache: Mutex::new(HashMap::new()),
-            segment_cache: Mutex::new(HashMap::new()),
+            segment_indexes: Mutex::new(HashMap::new()),
             partition_loads: AtomicU64::new(0),
-            segment_loads: AtomicU64::new(0),
+            key_rows: AtomicU64::new(0),
             identity_snapshot_io: Mutex::new(()),
             report,
         }
@@ -1026,8 +1021,7 @@ impl Store {
                 .into_iter()
                 .partition(|s| done.contains(&s.path));
             tail.sealed = kept;
-            // Segment-only journeys of the old manifest are never read again.
-            lock(&self.segment_cache).clear();
+            self.forget_dropped_segments();
             compacted
         };
         for p in &done {
@@ -1179,7 +1173,7 @@ impl Store {
             &mut *self.manifest.write().unwrap_or_else(|p| p.into_inner()),
             Arc::new(next),
         );
-        lock(&self.segment_cache).clear();
+        self.forget_dropped_segments();
         let current = self.manifest();
         for s in &old.segments {
             if !current.segments.iter().any(|c| c.file == s.file) {
@@ -1362,19 +1356,25 @@ impl Store {
                 .collect();
             (manifest, tails)
         };
+        let mut by_partition: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        for key in &keys {
+            by_partition
+                .entry(partition_of(project, *key, manifest.partitions))
+                .or_default()
+                .push(key.0);
+        }
         let mut segments: BTreeMap<u32, Arc<Journeys>> = BTreeMap::new();
+        for (partition, raw) in by_partition {
+            let j = self.segment_key_journeys(project, partition, &raw, properties, &manifest)?;
+            segments.insert(partition, j);
+        }
         let mut pieces = Vec::new();
         for key in keys {
             let partition = partition_of(project, key, manifest.partitions);
-            let seg = match segments.get(&partition) {
-                Some(j) => j.clone(),
-                None => {
-                    let j = self.segment_journeys(project, partition, properties, &manifest)?;
-                    segments.insert(partition, j.clone());
-                    j
-                }
-            };
-            for j in [Some(&seg), tails.get(&partition)].into_iter().flatten() {
+            for j in [segments.get(&partition), tails.get(&partition)]
+                .into_iter()
+                .flatten()
+            {
                 if let Ok(index) = j.customers.binary_search(&key) {
                     pieces.push(KeyPiece {
                         key,
@@ -1387,26 +1387,17 @@ impl Store {
         Ok(pieces)
     }
 
-    /// The columnar journeys of one partition's segments alone, as of `manifest`, with
-    /// every trait the segments hold. Cached per manifest version: ingest does not change
-    /// them, only compaction does.
-    fn segment_journeys(
+    /// The segment rows of `keys` (sorted, all of `partition`) as of `manifest`, with every
+    /// trait the partition's segments hold: only the pages whose customer statistics admit
+    /// one of the keys are read, so the cost follows the keys' events, not the partition.
+    fn segment_key_journeys(
         &self,
         project: ProjectId,
         partition: u32,
+        keys: &[u64],
         properties: &[String],
         manifest: &Manifest,
     ) -> Result<Arc<Journeys>, StoreError> {
-        let slot = lock(&self.segment_cache)
-            .entry((project, partition, properties.to_vec()))
-            .or_default()
-            .clone();
-        let mut built = lock(&slot);
-        if let Some((version, j)) = &*built {
-            if *version == manifest.version {
-                return Ok(j.clone());
-            }
-        }
         let segments: Vec<&SegmentMeta> = manifest.segments_of(project, partition).collect();
         let spec = ScanSpec {
             properties: properties.to_vec(),
@@ -1418,23 +1409,38 @@ impl Store {
                 .collect(),
         };
         let mut b = journeys::JourneysBuilder::new(project, partition, &spec);
+        let mut decoded = 0;
         for s in segments {
-            b.add_segment(&self.segment_file(&s.file)?)?;
+            decoded += b.add_segment_keys(&self.segment_index(&s.file)?, keys)?;
         }
-        self.segment_loads.fetch_add(1, Ordering::Relaxed);
-        let j = Arc::new(b.finish());
-        // A reader that raced a compaction may build an older version: keep the newest.
-        if built.as_ref().is_none_or(|(v, _)| *v < manifest.version) {
-            *built = Some((manifest.version, j.clone()));
+        self.key_rows.fetch_add(decoded, Ordering::Relaxed);
+        Ok(Arc::new(b.finish()))
+    }
+
+    /// A live segment's footer and page index, parsed on its first keyed read.
+    fn segment_index(&self, rel: &str) -> Result<segment::SegmentIndex, StoreError> {
+        if let Some(index) = lock(&self.segment_indexes).get(rel) {
+            return Ok(index.clone());
         }
-        Ok(j)
+        // Parsed outside the lock: concurrent views of other segments do not wait.
+        let index = segment::SegmentIndex::load(self.segment_file(rel)?)?;
+        lock(&self.segment_indexes).insert(rel.to_string(), index.clone());
+        Ok(index)
+    }
+
+    /// Drops the parsed indexes (and open handles) of segments the manifest no longer
+    /// names; called after every manifest swap.
+    fn forget_dropped_segments(&self) {
+        let manifest = self.manifest();
+        let live: BTreeSet<&str> = manifest.segments.iter().map(|s| s.file.as_str()).collect();
+        lock(&self.segment_indexes).retain(|file, _| live.contains(file.as_str()));
     }
 
     /// How many partitions were built from disk since open.
     pub fn load_counts(&self) -> LoadCounts {
         LoadCounts {
             partitions: self.partition_loads.load(Ordering::Relaxed),
-            segment_partitions: self.segment_loads.load(Ordering::Relaxed),
+            key_rows: self.key_rows.load(Ordering::Relaxed),
         }
     }
 

@@ -12,6 +12,7 @@ use arrow_array::builder::{
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, TimestampMicrosecondType, UInt64Type};
+use arrow_array::BooleanArray;
 use arrow_array::{Array, ArrayRef, DictionaryArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use omnitrail_model::value::{
@@ -21,10 +22,15 @@ use omnitrail_model::{
     Channel, CustomerId, Event, Identifier, IdentifierKind, ProjectId, Properties, Text, Timestamp,
     Value,
 };
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
+};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::WriterProperties;
+use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -225,7 +231,10 @@ fn write_batch(path: &Path, batch: &RecordBatch, d: &dyn Durability) -> Result<u
     let file = File::create(path).map_err(|e| StoreError::io(path, e))?;
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_size(256 * 1024);
+        .set_max_row_group_size(256 * 1024)
+        // Pages of a few thousand rows: a customer's rows (adjacent, as segments are sorted
+        // by customer) are found through the page index and cost a page or two a column.
+        .set_data_page_row_count_limit(KEY_PAGE_ROWS);
     // Nearly every value of these is distinct: a dictionary would be built and thrown away.
     for col in [
         COL_CUSTOMER,
@@ -313,6 +322,167 @@ pub fn merge_segments(
         max_ts,
         bytes,
     })
+}
+
+/// Rows a data page holds at most.
+pub const KEY_PAGE_ROWS: usize = 4096;
+
+/// A segment's footer and page index, parsed once and shared by every keyed read of it.
+#[derive(Clone)]
+pub struct SegmentIndex {
+    file: SegmentFile,
+    metadata: ArrowReaderMetadata,
+    customer_column: usize,
+}
+
+impl SegmentIndex {
+    pub fn load(file: SegmentFile) -> Result<SegmentIndex, StoreError> {
+        let path = file.path().to_path_buf();
+        let metadata =
+            ArrowReaderMetadata::load(&file, ArrowReaderOptions::new().with_page_index(true))
+                .map_err(|e| StoreError::Parquet {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+        let customer_column = metadata
+            .parquet_schema()
+            .columns()
+            .iter()
+            .position(|c| c.name() == COL_CUSTOMER)
+            .ok_or_else(|| bad(&path, format!("segment has no column '{COL_CUSTOMER}'")))?;
+        Ok(SegmentIndex {
+            file,
+            metadata,
+            customer_column,
+        })
+    }
+
+    pub fn file(&self) -> &SegmentFile {
+        &self.file
+    }
+
+    /// The row groups, and the rows within them, whose customer statistics admit one of
+    /// `keys` (sorted): row-group statistics first, then the page index where the file has
+    /// one. `None` when no row can hold one of them.
+    fn select(&self, keys: &[u64]) -> Option<(Vec<usize>, RowSelection)> {
+        let admits = |lo: u64, hi: u64| {
+            let i = keys.partition_point(|&k| k < lo);
+            i < keys.len() && keys[i] <= hi
+        };
+        let meta = self.metadata.metadata();
+        let col = self.customer_column;
+        let mut groups = Vec::new();
+        let mut selectors = Vec::new();
+        for (g, group) in meta.row_groups().iter().enumerate() {
+            let rows = group.num_rows() as usize;
+            // Customer keys are below 2^63, so the signed statistics order them correctly.
+            let range = match group.column(col).statistics() {
+                Some(Statistics::Int64(s)) => s.min_opt().zip(s.max_opt()),
+                _ => None,
+            };
+            if range.is_some_and(|(&lo, &hi)| !admits(lo as u64, hi as u64)) {
+                continue;
+            }
+            groups.push(g);
+            let pages = meta
+                .offset_index()
+                .and_then(|o| o.get(g))
+                .map(|o| o[col].page_locations());
+            let index = meta.column_index().and_then(|c| c.get(g)).map(|c| &c[col]);
+            match (pages, index) {
+                (Some(pages), Some(ColumnIndexMetaData::INT64(index)))
+                    if pages.len() as u64 == index.num_pages() =>
+                {
+                    for (p, page) in pages.iter().enumerate() {
+                        let start = page.first_row_index as usize;
+                        let end = pages
+                            .get(p + 1)
+                            .map_or(rows, |n| n.first_row_index as usize);
+                        let keep = match (index.min_value(p), index.max_value(p)) {
+                            (Some(&lo), Some(&hi)) => admits(lo as u64, hi as u64),
+                            _ => !index.is_null_page(p),
+                        };
+                        selectors.push(if keep {
+                            RowSelector::select(end - start)
+                        } else {
+                            RowSelector::skip(end - start)
+                        });
+                    }
+                }
+                _ => selectors.push(RowSelector::select(rows)),
+            }
+        }
+        let selection = RowSelection::from(selectors);
+        (!groups.is_empty() && selection.selects_any()).then_some((groups, selection))
+    }
+}
+
+/// Reads the named columns of the rows of `keys` (sorted) in a segment, batch by batch:
+/// only the pages that may hold them are read, and each batch holds their rows alone.
+/// Returns how many rows were decoded to find them.
+pub fn read_key_columns(
+    index: &SegmentIndex,
+    columns: &[&str],
+    keys: &[u64],
+    mut each: impl FnMut(&RecordBatch) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let path = index.file.path();
+    let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let Some((groups, selection)) = index.select(keys) else {
+        return Ok(0);
+    };
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+        index.file.clone(),
+        index.metadata.clone(),
+    );
+    let mask = projection(builder.parquet_schema(), columns, path)?;
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(groups)
+        .with_row_selection(selection)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| perr(&e))?;
+    let mut decoded = 0;
+    for batch in reader {
+        let batch = batch.map_err(|e| perr(&e))?;
+        decoded += batch.num_rows() as u64;
+        let customer = column(&batch, COL_CUSTOMER, path)?.as_primitive::<UInt64Type>();
+        let wanted: BooleanArray = customer
+            .values()
+            .iter()
+            .map(|c| Some(keys.binary_search(c).is_ok()))
+            .collect();
+        if wanted.true_count() == 0 {
+            continue;
+        }
+        let rows =
+            arrow_select::filter::filter_record_batch(&batch, &wanted).map_err(|e| perr(&e))?;
+        each(&rows)?;
+    }
+    Ok(decoded)
+}
+
+/// The projection of `columns`, each of which the segment must have.
+fn projection(
+    parquet_schema: &parquet::schema::types::SchemaDescriptor,
+    columns: &[&str],
+    path: &Path,
+) -> Result<ProjectionMask, StoreError> {
+    let indices: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            parquet_schema
+                .columns()
+                .iter()
+                .position(|col| col.name() == *c)
+                .ok_or_else(|| bad(path, format!("segment has no column '{c}'")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ProjectionMask::leaves(parquet_schema, indices))
 }
 
 /// Adds the events of `batch` per value of its dictionary-encoded text column `name`.
@@ -436,21 +606,7 @@ pub fn read_columns_of(
     };
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(segment.clone()).map_err(|e| perr(&e))?;
-    let parquet_schema = builder.parquet_schema();
-    let indices: Vec<usize> = columns
-        .iter()
-        .map(|c| {
-            parquet_schema
-                .columns()
-                .iter()
-                .position(|col| col.name() == *c)
-                .ok_or_else(|| StoreError::Corrupt {
-                    path: path.to_path_buf(),
-                    reason: format!("segment has no column '{c}'"),
-                })
-        })
-        .collect::<Result<_, _>>()?;
-    let mask = ProjectionMask::leaves(parquet_schema, indices);
+    let mask = projection(builder.parquet_schema(), columns, path)?;
     let reader = builder
         .with_projection(mask)
         .with_batch_size(64 * 1024)
