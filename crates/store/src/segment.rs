@@ -232,9 +232,12 @@ fn write_batch(path: &Path, batch: &RecordBatch, d: &dyn Durability) -> Result<u
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_size(256 * 1024)
-        // Pages of a few thousand rows: a customer's rows (adjacent, as segments are sorted
-        // by customer) are found through the page index and cost a page or two a column.
-        .set_data_page_row_count_limit(KEY_PAGE_ROWS);
+        // Small pages: a customer's rows (adjacent, as segments are sorted by customer) are
+        // found through the page index and cost a page or two a column. Smaller pages make
+        // views cheaper and scans dearer; 2,048 rows is the measured middle
+        // (docs/benchmarks.md, "Stats, customer views and readers").
+        .set_data_page_row_count_limit(KEY_PAGE_ROWS)
+        .set_write_batch_size(KEY_PAGE_ROWS);
     // Nearly every value of these is distinct: a dictionary would be built and thrown away.
     for col in [
         COL_CUSTOMER,
@@ -325,7 +328,7 @@ pub fn merge_segments(
 }
 
 /// Rows a data page holds at most.
-pub const KEY_PAGE_ROWS: usize = 4096;
+pub const KEY_PAGE_ROWS: usize = 2048;
 
 /// A segment's footer and page index, parsed once and shared by every keyed read of it.
 #[derive(Clone)]
