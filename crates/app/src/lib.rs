@@ -152,6 +152,13 @@ pub struct App {
 /// were built at.
 type ResolvedEntry = (((u64, u64), u64), Vec<Arc<Journeys>>);
 
+/// Whether an [`App`] writes its data dir or reads a snapshot of it beside the writer.
+#[derive(Clone, Copy)]
+enum Access {
+    Writer,
+    Reader,
+}
+
 /// A note as an agent writes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewNote {
@@ -163,48 +170,7 @@ pub struct NewNote {
 
 impl App {
     pub fn open(dir: &Path, opts: AppOptions) -> Result<App, AppError> {
-        let config = Config::load(dir)?;
-        let identities = Arc::new(identities::Identities::new(config.identity.clone()));
-        let store = Arc::new(Store::open(
-            dir,
-            StoreOptions {
-                auto_compact_events: usize::MAX,
-                primary: identities.primary_rule(),
-                ..opts.store
-            },
-        )?);
-        identities.check_primary_rule(&store)?;
-        if let Some((file, bytes, why)) = &store.open_report().cut_tail {
-            tracing::warn!(
-                "recovered the ingest log: cut {bytes} bytes of a torn write at the end of {} ({why})",
-                file.display()
-            );
-        }
-        let privacy = erase::Privacy::load(&store)?;
-        let triggers = rules::Rules::open(store.clone(), opts.clock.clone())?;
-        let app = App {
-            compactor: compactor::Compactor::start(
-                store.clone(),
-                opts.compact_after_events,
-                Box::new({
-                    let identities = identities.clone();
-                    move |store| {
-                        if let Err(e) = identities.checkpoint(store, false) {
-                            tracing::warn!("could not write the identity snapshot: {e}");
-                        }
-                    }
-                }),
-            ),
-            store,
-            config,
-            clock: opts.clock,
-            identities,
-            resolved: Mutex::new(HashMap::new()),
-            personas: Mutex::new(Vec::new()),
-            compact_after_events: opts.compact_after_events,
-            privacy,
-            rules: triggers,
-        };
+        let app = App::open_as(dir, opts, Access::Writer)?;
         // An erasure a crash interrupted is finished before anything is read or stored.
         app.resume_erasures()?;
         // Triggers catch up on what a crash may have left unevaluated (rules.rs).
@@ -219,21 +185,52 @@ impl App {
     /// Nothing on disk changes: no recovery, no compaction, no snapshots, no webhooks;
     /// every write fails with [`StoreError::ReadOnly`].
     pub fn open_read_only(dir: &Path, opts: AppOptions) -> Result<App, AppError> {
+        App::open_as(dir, opts, Access::Reader)
+    }
+
+    fn open_as(dir: &Path, opts: AppOptions, access: Access) -> Result<App, AppError> {
         let config = Config::load(dir)?;
         let identities = Arc::new(identities::Identities::new(config.identity.clone()));
-        let store = Arc::new(Store::open_read_only(
-            dir,
-            StoreOptions {
-                auto_compact_events: usize::MAX,
-                primary: identities.primary_rule(),
-                ..opts.store
-            },
-        )?);
+        let store_opts = StoreOptions {
+            auto_compact_events: usize::MAX,
+            primary: identities.primary_rule(),
+            ..opts.store
+        };
+        let store = Arc::new(match access {
+            Access::Writer => Store::open(dir, store_opts)?,
+            Access::Reader => Store::open_read_only(dir, store_opts)?,
+        });
         identities.check_primary_rule(&store)?;
+        if let Some((file, bytes, why)) = &store.open_report().cut_tail {
+            tracing::warn!(
+                "recovered the ingest log: cut {bytes} bytes of a torn write at the end of {} ({why})",
+                file.display()
+            );
+        }
         let privacy = erase::Privacy::load(&store)?;
-        let triggers = rules::Rules::open_read_only(&store)?;
+        let (rules, compactor) = match access {
+            Access::Reader => (
+                rules::Rules::open_read_only(&store)?,
+                compactor::Compactor::idle(),
+            ),
+            Access::Writer => (
+                rules::Rules::open(store.clone(), opts.clock.clone())?,
+                compactor::Compactor::start(
+                    store.clone(),
+                    opts.compact_after_events,
+                    Box::new({
+                        let identities = identities.clone();
+                        move |store| {
+                            if let Err(e) = identities.checkpoint(store, false) {
+                                tracing::warn!("could not write the identity snapshot: {e}");
+                            }
+                        }
+                    }),
+                ),
+            ),
+        };
         Ok(App {
-            compactor: compactor::Compactor::idle(),
+            compactor,
             store,
             config,
             clock: opts.clock,
@@ -242,7 +239,7 @@ impl App {
             personas: Mutex::new(Vec::new()),
             compact_after_events: opts.compact_after_events,
             privacy,
-            rules: triggers,
+            rules,
         })
     }
 
