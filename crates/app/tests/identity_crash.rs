@@ -7,8 +7,11 @@
 //! The test binary is its own child (see `crates/store/tests/crash.rs`). Cycles:
 //! `OMNITRAIL_CRASH_CYCLES` (10 by default); `OMNITRAIL_CRASH_SEED` replays a run.
 
+mod common;
+
+use common::{id, P};
 use omnitrail_app::{App, AppOptions, Incoming};
-use omnitrail_model::{Channel, Event, Identifier, IdentifierKind, ProjectId, Timestamp};
+use omnitrail_model::{Channel, Event, Identifier, IdentifierKind, Timestamp};
 use omnitrail_store::ScanSpec;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -18,7 +21,6 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const P: ProjectId = ProjectId::DEFAULT;
 const CHILD_ENV: &str = "OMNITRAIL_IDENTITY_CRASH_CHILD";
 const DIR_ENV: &str = "OMNITRAIL_IDENTITY_CRASH_DIR";
 const CYCLE_ENV: &str = "OMNITRAIL_IDENTITY_CRASH_CYCLE";
@@ -37,10 +39,6 @@ impl Rng {
     fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo + 1)
     }
-}
-
-fn id(kind: IdentifierKind, value: &str) -> Identifier {
-    Identifier::new(kind, value).expect("fixture identifier")
 }
 
 /// A person `n` is seen by user id, by email alone, by device alone, or with two of them

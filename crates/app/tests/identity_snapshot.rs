@@ -2,39 +2,12 @@
 //! resolves exactly as a rebuild from every row, whatever the file's state (current, behind,
 //! missing, damaged, older than an erase).
 
+mod common;
+
+use common::{at, id, open, snapshot_file, P};
 use omnitrail_app::customer::TimelineQuery;
-use omnitrail_app::{App, AppOptions, Incoming};
-use omnitrail_model::{
-    Channel, Event, FixedClock, Identifier, IdentifierKind, ProjectId, Timestamp,
-};
-use omnitrail_synth::SynthConfig;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-const P: ProjectId = ProjectId::DEFAULT;
-
-fn at(text: &str) -> Timestamp {
-    Timestamp::parse(text).expect("fixture time")
-}
-
-fn open(dir: &Path) -> App {
-    App::open(
-        dir,
-        AppOptions {
-            clock: Arc::new(FixedClock::new(at("2026-11-21T09:00:00Z"))),
-            ..AppOptions::default()
-        },
-    )
-    .expect("open app")
-}
-
-fn snapshot_file(dir: &Path) -> PathBuf {
-    dir.join("identity").join(format!("{}.snapshot", P.0))
-}
-
-fn id(kind: IdentifierKind, value: &str) -> Identifier {
-    Identifier::new(kind, value).expect("fixture identifier")
-}
+use omnitrail_app::{App, Incoming};
+use omnitrail_model::{Channel, Event, IdentifierKind};
 
 /// Links that arrive after the snapshot: two demo customers' emails joined by one CRM
 /// event, and a new person with two identifiers.
@@ -78,19 +51,10 @@ fn resolution(app: &App) -> String {
     format!("{customers:?}\n{}", views.join("\n"))
 }
 
-fn demo(dir: &Path) {
-    let mut app = open(dir);
-    let cfg = SynthConfig {
-        customers: 200,
-        ..SynthConfig::default()
-    };
-    app.generate_demo(&cfg, &|_, _| {}).expect("demo");
-}
-
 #[test]
 fn snapshot_plus_later_rows_resolves_exactly_as_a_rebuild() {
     let dir = tempfile::tempdir().expect("temp dir");
-    demo(dir.path());
+    common::demo(dir.path(), 200);
     assert!(
         snapshot_file(dir.path()).exists(),
         "the demo's compaction wrote one"
@@ -122,7 +86,7 @@ fn snapshot_plus_later_rows_resolves_exactly_as_a_rebuild() {
 #[test]
 fn damaged_snapshot_is_rebuilt_from_the_database_and_replaced() {
     let dir = tempfile::tempdir().expect("temp dir");
-    demo(dir.path());
+    common::demo(dir.path(), 200);
     let expected = resolution(&open(dir.path()));
     let good = std::fs::read(snapshot_file(dir.path())).expect("snapshot");
     let damages: Vec<Vec<u8>> = vec![
@@ -146,7 +110,7 @@ fn damaged_snapshot_is_rebuilt_from_the_database_and_replaced() {
 #[test]
 fn erase_removes_the_snapshot_and_a_stale_one_is_never_used() {
     let dir = tempfile::tempdir().expect("temp dir");
-    demo(dir.path());
+    common::demo(dir.path(), 200);
     let old = std::fs::read(snapshot_file(dir.path())).expect("snapshot");
     let erased_email = {
         let app = open(dir.path());

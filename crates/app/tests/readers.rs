@@ -2,31 +2,13 @@
 //! the writer does at its snapshot, keeps that snapshot while the writer goes on, writes
 //! nothing (no identity snapshot, no rows), and refuses every write.
 
+mod common;
+
+use common::{at, id, options, P};
 use omnitrail_app::customer::TimelineQuery;
-use omnitrail_app::{App, AppOptions, Incoming};
-use omnitrail_model::{
-    Channel, Event, FixedClock, Identifier, IdentifierKind, ProjectId, Timestamp,
-};
-use omnitrail_synth::SynthConfig;
+use omnitrail_app::{App, Incoming};
+use omnitrail_model::{Channel, Event, IdentifierKind};
 use std::path::Path;
-use std::sync::Arc;
-
-const P: ProjectId = ProjectId::DEFAULT;
-
-fn at(text: &str) -> Timestamp {
-    Timestamp::parse(text).expect("fixture time")
-}
-
-fn options() -> AppOptions {
-    AppOptions {
-        clock: Arc::new(FixedClock::new(at("2026-11-21T09:00:00Z"))),
-        ..AppOptions::default()
-    }
-}
-
-fn id(kind: IdentifierKind, value: &str) -> Identifier {
-    Identifier::new(kind, value).expect("fixture identifier")
-}
 
 /// A new person whose phone call joins through a CRM record: a link in the log tail.
 fn linked_person() -> Vec<Incoming> {
@@ -87,12 +69,7 @@ fn files_under(dir: &Path) -> Vec<(String, u64)> {
 #[test]
 fn a_reader_resolves_as_the_writer_and_keeps_its_snapshot() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut writer = App::open(dir.path(), options()).expect("writer");
-    let cfg = SynthConfig {
-        customers: 150,
-        ..SynthConfig::default()
-    };
-    writer.generate_demo(&cfg, &|_, _| {}).expect("demo");
+    let writer = common::demo(dir.path(), 150);
     // In the log, not yet in any identity snapshot.
     let receipt = writer.ingest(P, linked_person()).expect("ingest");
     assert_eq!(receipt.stored, 2);
@@ -123,19 +100,11 @@ fn a_reader_resolves_as_the_writer_and_keeps_its_snapshot() {
 fn a_reader_writes_nothing_and_refuses_writes() {
     let dir = tempfile::tempdir().expect("temp dir");
     {
-        let mut writer = App::open(dir.path(), options()).expect("writer");
-        let cfg = SynthConfig {
-            customers: 80,
-            ..SynthConfig::default()
-        };
-        writer.generate_demo(&cfg, &|_, _| {}).expect("demo");
+        let writer = common::demo(dir.path(), 80);
         writer.ingest(P, linked_person()).expect("ingest");
     }
     // Without an identity snapshot a reader rebuilds from every row, and keeps it to itself.
-    let snapshot = dir
-        .path()
-        .join("identity")
-        .join(format!("{}.snapshot", P.0));
+    let snapshot = common::snapshot_file(dir.path());
     std::fs::remove_file(&snapshot).expect("remove the snapshot");
     let before = files_under(dir.path());
     let reader = App::open_read_only(dir.path(), options()).expect("reader");

@@ -3,32 +3,13 @@
 //! with merges in the log tail, after an erase, from a manifest written before segments
 //! carried counts, and in a reader.
 
-use omnitrail_app::{App, AppOptions, Incoming, Stats};
-use omnitrail_model::{
-    Channel, Event, FixedClock, Identifier, IdentifierKind, ProjectId, Timestamp,
-};
+mod common;
+
+use common::{at, id, options, P};
+use omnitrail_app::{App, Incoming, Stats};
+use omnitrail_model::{Channel, Event, IdentifierKind, Timestamp};
 use omnitrail_store::ScanSpec;
-use omnitrail_synth::SynthConfig;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
-
-const P: ProjectId = ProjectId::DEFAULT;
-
-fn at(text: &str) -> Timestamp {
-    Timestamp::parse(text).expect("fixture time")
-}
-
-fn options() -> AppOptions {
-    AppOptions {
-        clock: Arc::new(FixedClock::new(at("2026-11-21T09:00:00Z"))),
-        ..AppOptions::default()
-    }
-}
-
-fn id(kind: IdentifierKind, value: &str) -> Identifier {
-    Identifier::new(kind, value).expect("fixture identifier")
-}
 
 /// What every event says, read one by one.
 #[derive(Debug, PartialEq)]
@@ -119,20 +100,10 @@ fn tail_events() -> Vec<Incoming> {
     vec![Incoming::Event(alone), Incoming::Event(link)]
 }
 
-fn demo(dir: &Path) -> App {
-    let mut app = App::open(dir, options()).expect("open");
-    let cfg = SynthConfig {
-        customers: 300,
-        ..SynthConfig::default()
-    };
-    app.generate_demo(&cfg, &|_, _| {}).expect("demo");
-    app
-}
-
 #[test]
 fn stats_from_counts_equal_a_count_of_every_event() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let app = demo(dir.path());
+    let app = common::demo(dir.path(), 300);
     check(&app, "the compacted demo");
     let before = app.stats(P).expect("stats");
     app.ingest(P, tail_events()).expect("ingest");
@@ -213,7 +184,7 @@ fn a_snapshot_settled_under_other_guardrails_does_not_count_customers() {
 fn segments_of_a_manifest_before_counts_are_counted_from_their_columns() {
     let dir = tempfile::tempdir().expect("temp dir");
     let expected = {
-        let app = demo(dir.path());
+        let app = common::demo(dir.path(), 300);
         app.ingest(P, tail_events()).expect("ingest");
         app.stats(P).expect("stats")
     };
