@@ -15,8 +15,8 @@ use crate::customer::{IdentifierView, LinkView};
 use crate::resolve::Overlay;
 use crate::AppError;
 use omnitrail_identity::{
-    Decision, Evidence, EvidenceId, Guardrails, IdentityError, IdentityGraph, Persisted, Snapshot,
-    Source,
+    Decision, Evidence, EvidenceId, GraphImage, Guardrails, IdentityError, IdentityGraph,
+    Persisted, Snapshot, Source,
 };
 use omnitrail_model::{CustomerId, Event, Identifier, ProjectId};
 use omnitrail_store::{EvidenceRow, IdentityRevision, PrimaryRule, Store};
@@ -56,8 +56,12 @@ struct Checkpoint {
 const CHECKPOINT_SHARE: u64 = 2;
 const CHECKPOINT_MIN_ROWS: u64 = 50_000;
 
-/// What a snapshot's graph adds up to. It is encoded ahead of the graph in the snapshot's
-/// payload, so counting customers decodes no graph.
+/// Opens a snapshot payload that is a settled [`GraphImage`]. Payloads written before
+/// images start with a summary's guardrails length or the snapshot's kind count, never 0.
+const IMAGE_MAGIC: &[u8; 8] = b"\0OTGIMG1";
+
+/// What a snapshot's graph adds up to. It is the snapshot file's head (written before
+/// images: the start of its payload), so counting customers decodes no graph.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct SnapshotSummary {
     /// The guardrails the graph settled under, as JSON: limits and weak kinds may change
@@ -290,7 +294,7 @@ impl Identities {
                 "the identity snapshot of project {} is at revision {} but the metadata database only at {}",
                 project.0, snap.at.rev, at.rev
             ),
-            Ok(Some(snap)) => match self.open_snapshot(store, project, &snap) {
+            Ok(Some(snap)) => match self.open_snapshot(store, project, snap.at, snap.payload) {
                 Ok((graph, rows)) => {
                     lock(&self.checkpoints).insert(
                         project,
@@ -324,6 +328,25 @@ impl Identities {
         Ok(graph)
     }
 
+    /// The graph a snapshot file holds: a settled image (opened as it is under the same
+    /// guardrails, replayed under others), or in files written before images a snapshot
+    /// to replay, after a summary or alone.
+    fn decode_snapshot(&self, payload: &[u8]) -> Result<IdentityGraph, String> {
+        let undecodable = |e: postcard::Error| format!("cannot be decoded ({e})");
+        if let Some(image) = payload.strip_prefix(IMAGE_MAGIC) {
+            let image: GraphImage = postcard::from_bytes(image).map_err(undecodable)?;
+            return IdentityGraph::open_image(self.guardrails.clone(), image)
+                .map_err(|e| e.to_string());
+        }
+        let snapshot: Snapshot = match postcard::take_from_bytes::<SnapshotSummary>(payload) {
+            Ok((_, graph_bytes)) => postcard::from_bytes(graph_bytes),
+            Err(_) => postcard::from_bytes(payload),
+        }
+        .or_else(|_| postcard::from_bytes(payload))
+        .map_err(undecodable)?;
+        Ok(IdentityGraph::restore(self.guardrails.clone(), snapshot))
+    }
+
     /// The graph of a snapshot file brought up to date with the rows written after it.
     /// Returns the graph and how many rows that took; any disagreement between the rows
     /// and the snapshot is an error, and the caller rebuilds from every row instead.
@@ -331,26 +354,20 @@ impl Identities {
         &self,
         store: &Store,
         project: ProjectId,
-        snap: &omnitrail_store::IdentitySnapshot,
+        at: IdentityRevision,
+        payload: omnitrail_store::SnapshotBytes,
     ) -> Result<(IdentityGraph, u64), String> {
-        // Snapshots written before summaries hold the graph alone.
-        let snapshot: Snapshot =
-            match postcard::take_from_bytes::<SnapshotSummary>(&snap.payload) {
-                Ok((_, graph_bytes)) => postcard::from_bytes(graph_bytes),
-                Err(_) => postcard::from_bytes(&snap.payload),
-            }
-            .or_else(|_| postcard::from_bytes(&snap.payload))
-            .map_err(|e| format!("cannot be decoded ({e})"))?;
+        let mut graph = self.decode_snapshot(&payload)?;
+        drop(payload);
         let (rows, keys) = {
             let meta = store.meta();
             (
-                meta.identity_evidence_since(project, snap.at.rev)
+                meta.identity_evidence_since(project, at.rev)
                     .map_err(|e| e.to_string())?,
-                meta.identity_keys_since(project, snap.at.rev)
+                meta.identity_keys_since(project, at.rev)
                     .map_err(|e| e.to_string())?,
             )
         };
-        let mut graph = IdentityGraph::restore(self.guardrails.clone(), snapshot);
         let applied = (rows.len() + keys.len()) as u64;
         for r in rows {
             let evidence = evidence_of(&r).map_err(|e| e.to_string())?;
@@ -440,7 +457,7 @@ impl Identities {
                     keys: stats.keys,
                     customers: graph.keyed_clusters(),
                 };
-                (at, summary, graph.snapshot())
+                (at, summary, graph.image())
             };
             let (at, summary, snapshot) = captured;
             if let Err(e) = self.write_snapshot(store, project, at, &summary, &snapshot) {
@@ -460,11 +477,14 @@ impl Identities {
         project: ProjectId,
         at: IdentityRevision,
         summary: &SnapshotSummary,
-        snapshot: &Snapshot,
+        image: &GraphImage,
     ) -> Result<(), AppError> {
-        let payload = postcard::to_stdvec(&(summary, snapshot))
-            .map_err(|e| AppError::Identity(format!("encoding the identity snapshot: {e}")))?;
-        if !store.write_identity_snapshot(project, at, &payload)? {
+        let encoding =
+            |e: postcard::Error| AppError::Identity(format!("encoding the identity snapshot: {e}"));
+        let head = postcard::to_stdvec(summary).map_err(encoding)?;
+        let mut payload = IMAGE_MAGIC.to_vec();
+        let payload = postcard::to_extend(image, std::mem::take(&mut payload)).map_err(encoding)?;
+        if !store.write_identity_snapshot(project, at, &head, &payload)? {
             tracing::debug!(
                 "identity snapshot of project {} skipped: an erase ran",
                 project.0
@@ -621,10 +641,23 @@ impl Identities {
         let (mut keys, mut customers) = (0, None);
         for (p, _) in projects {
             let at = store.meta().identity_revision(p)?;
-            let summary = match store.read_identity_snapshot(p) {
-                Ok(Some(snap)) if snap.at == at => {
-                    match postcard::take_from_bytes::<SnapshotSummary>(&snap.payload) {
-                        Ok((s, _)) if s.guardrails == guardrails => s,
+            let summary = match store.read_identity_snapshot_head(p) {
+                Ok(Some(head)) if head.at == at => {
+                    let decoded = match head.head {
+                        Some(head) => postcard::from_bytes::<SnapshotSummary>(&head).ok(),
+                        // Files of version 1 carry the summary at the head of the payload.
+                        None => store
+                            .read_identity_snapshot(p)
+                            .ok()
+                            .flatten()
+                            .and_then(|s| {
+                                postcard::take_from_bytes::<SnapshotSummary>(&s.payload)
+                                    .ok()
+                                    .map(|(summary, _)| summary)
+                            }),
+                    };
+                    match decoded {
+                        Some(s) if s.guardrails == guardrails => s,
                         _ => return Ok(None),
                     }
                 }
@@ -1000,8 +1033,72 @@ impl Identities {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_stored;
-    use omnitrail_model::Identifier;
+    use super::{parse_stored, SnapshotSummary};
+    use crate::{App, AppOptions};
+    use omnitrail_model::{Identifier, ProjectId};
+
+    const P: ProjectId = ProjectId::DEFAULT;
+
+    /// The overlay and every cluster, as the graph in memory resolves them.
+    fn resolution(app: &App) -> String {
+        let overlay = app.identities.overlay(app.store(), P).expect("overlay");
+        let mut overlay: Vec<_> = overlay.iter().map(|(k, c)| (k.0, c.0)).collect();
+        overlay.sort_unstable();
+        let graphs = app.identities.read();
+        format!("{overlay:?} {:?}", graphs[&P].clusters())
+    }
+
+    #[test]
+    fn snapshots_written_before_images_still_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut app = App::open(dir.path(), AppOptions::default()).expect("open");
+        let cfg = omnitrail_synth::SynthConfig {
+            customers: 150,
+            ..Default::default()
+        };
+        app.generate_demo(&cfg, &|_, _| {}).expect("demo");
+        let expected = resolution(&app);
+        let (summary, snapshot) = {
+            let graphs = app.identities.read();
+            let g = &graphs[&P];
+            let summary = SnapshotSummary {
+                guardrails: app.identities.guardrails_json(),
+                keys: g.stats().keys,
+                customers: g.keyed_clusters(),
+            };
+            (summary, g.snapshot())
+        };
+        let at = app.store().meta().identity_revision(P).expect("revision");
+        drop(app);
+        // Both payloads of version-1 files: a summary and the snapshot, or the snapshot.
+        let payloads = [
+            postcard::to_stdvec(&(&summary, &snapshot)).expect("encode"),
+            postcard::to_stdvec(&snapshot).expect("encode"),
+        ];
+        let path = dir
+            .path()
+            .join("identity")
+            .join(format!("{}.snapshot", P.0));
+        for payload in payloads {
+            let mut bytes = b"OTIDS\0\0\x01".to_vec();
+            bytes.extend_from_slice(&at.rev.to_le_bytes());
+            bytes.extend_from_slice(&at.epoch.to_le_bytes());
+            bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(&payload);
+            let crc = crc32fast::hash(&bytes);
+            bytes.extend_from_slice(&crc.to_le_bytes());
+            std::fs::write(&path, &bytes).expect("write");
+            let reader = App::open_read_only(dir.path(), AppOptions::default()).expect("reader");
+            assert_eq!(reader.stats(P).expect("stats").customers, summary.customers);
+            assert_eq!(resolution(&reader), expected);
+            drop(reader);
+            assert_eq!(
+                std::fs::read(&path).expect("file"),
+                bytes,
+                "a reader writes nothing"
+            );
+        }
+    }
 
     #[test]
     fn stored_identifiers_read_back_as_written() {

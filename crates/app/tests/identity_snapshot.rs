@@ -144,3 +144,26 @@ fn erase_removes_the_snapshot_and_a_stale_one_is_never_used() {
         Err(omnitrail_app::AppError::CustomerNotFound(_))
     ));
 }
+
+#[test]
+fn a_snapshot_settled_under_other_guardrails_resolves_as_a_rebuild_under_todays() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    common::demo(dir.path(), 200);
+    // Weak kinds the demo settled without: links through them alone are refused now.
+    std::fs::write(
+        dir.path().join("omnitrail.toml"),
+        "[identity]\nweak = [\"email\", \"anonymous_id\", \"crm_id\"]\n",
+    )
+    .expect("config");
+    let from_snapshot = resolution(&open(dir.path()));
+    std::fs::remove_file(snapshot_file(dir.path())).expect("remove snapshot");
+    let rebuilt = resolution(&open(dir.path()));
+    assert_eq!(from_snapshot, rebuilt);
+    std::fs::remove_file(dir.path().join("omnitrail.toml")).expect("config");
+    std::fs::remove_file(snapshot_file(dir.path())).expect("remove snapshot");
+    assert_ne!(
+        resolution(&open(dir.path())),
+        rebuilt,
+        "the limits changed what resolves"
+    );
+}

@@ -32,6 +32,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
+mod image;
+pub use image::GraphImage;
+
 /// A multiplicative hasher for the `u32` evidence ids keying the refusals map: replays
 /// look it up for every evidence, and SipHash showed in profiles.
 #[derive(Default, Clone, Copy)]
@@ -100,7 +103,7 @@ enum Outcome {
     Revoked,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Reason {
     Blocklisted,
     Limit {
@@ -113,7 +116,7 @@ enum Reason {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct NodeRefusal {
     node: u32,
     reason: Reason,

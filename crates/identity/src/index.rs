@@ -66,6 +66,46 @@ impl IdIndex {
         self.len += 1;
     }
 
+    /// The slots as they are: 32 bits of hash and the id, little-endian, 8 bytes a slot.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.slots.len() * 8);
+        for s in &self.slots {
+            out.extend_from_slice(&s.tag.to_le_bytes());
+            out.extend_from_slice(&s.id.to_le_bytes());
+        }
+        out
+    }
+
+    /// An index from [`IdIndex::to_bytes`] whose ids are all below `ids`. A slot in the
+    /// wrong place can only make a lookup miss (every hit compares the key); the shape
+    /// and load are checked so that a probe always ends.
+    pub(crate) fn from_bytes(bytes: &[u8], ids: usize) -> Result<IdIndex, String> {
+        if !bytes.len().is_multiple_of(8) {
+            return Err(format!("{} bytes are not whole 8-byte slots", bytes.len()));
+        }
+        let n = bytes.len() / 8;
+        if n != 0 && (!n.is_power_of_two() || n < 16) {
+            return Err(format!("{n} slots is not a power of two of at least 16"));
+        }
+        let mut slots = Vec::with_capacity(n);
+        let mut len = 0;
+        for s in bytes.chunks_exact(8) {
+            let tag = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+            let id = u32::from_le_bytes([s[4], s[5], s[6], s[7]]);
+            if id != NONE {
+                if id as usize >= ids {
+                    return Err(format!("slot names id {id}, past the {ids} there are"));
+                }
+                len += 1;
+            }
+            slots.push(Slot { tag, id });
+        }
+        if len * 4 > n * 3 {
+            return Err(format!("{len} ids in {n} slots is over the load limit"));
+        }
+        Ok(IdIndex { slots, len })
+    }
+
     fn grow(&mut self) {
         let size = slots_for(self.len + 1).max(self.slots.len() * 2);
         let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);

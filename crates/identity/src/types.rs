@@ -291,6 +291,8 @@ pub enum IdentityError {
     SnapshotIdentifier { what: String, index: u64, len: u64 },
     #[error("snapshot is malformed: {0}")]
     SnapshotShape(String),
+    #[error("identity image is malformed: {0}")]
+    ImageShape(String),
     #[error("snapshot assigns customer key {key} to both {first} and {second}")]
     SnapshotDuplicateKey {
         key: CustomerId,

@@ -5,7 +5,8 @@ mod common;
 
 use common::{id, observed, reference};
 use omnitrail_identity::{
-    Changed, Evidence, EvidenceId, Guardrails, IdentityGraph, Persisted, Snapshot, Source,
+    Changed, Evidence, EvidenceId, GraphImage, Guardrails, IdentityGraph, Persisted, Snapshot,
+    Source,
 };
 use omnitrail_model::{CustomerId, Identifier, IdentifierKind, Timestamp};
 use proptest::prelude::*;
@@ -372,6 +373,76 @@ proptest! {
                             changed.touched.contains(&c),
                             "{} changed but was not reported: {:?}", c, changed
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_image_opens_as_the_graph_itself_and_goes_on_like_it(
+        (ops, more) in (any_order_ops(), any_order_ops()),
+        variant in 0u8..3,
+        undo in prop::collection::vec((0u64..40, 0..universe().len()), 0..4),
+    ) {
+        let g = guardrails(variant);
+        let mut graph = build_one_by_one(&g, &ops);
+        for (r, u) in &undo {
+            let _ = graph.revoke(EvidenceId(*r));
+            let _ = graph.unmerge(&universe()[*u]);
+        }
+        let bytes = postcard::to_stdvec(&graph.image()).unwrap();
+        let image: GraphImage = postcard::from_bytes(&bytes).unwrap();
+        let mut opened = IdentityGraph::open_image(g.clone(), image).unwrap();
+        prop_assert_eq!(&observed(&opened), &observed(&graph));
+        prop_assert_eq!(opened.image(), graph.image());
+        // Under other guardrails it is the snapshot replayed under those.
+        let other = guardrails((variant + 1) % 3);
+        let replayed = IdentityGraph::open_image(other.clone(), graph.image()).unwrap();
+        let restored = IdentityGraph::restore(other, graph.snapshot());
+        prop_assert_eq!(&observed(&replayed), &observed(&restored));
+        // Whatever comes next, both report the same changes and end the same.
+        for op in &more {
+            let (a, b) = match op {
+                Op::Observe(e) => (
+                    graph.observe(e.clone()).changed,
+                    opened.observe(e.clone()).changed,
+                ),
+                Op::Key(i, k) => match (graph.set_key(i, *k), opened.set_key(i, *k)) {
+                    (Ok(a), Ok(b)) => (a, b),
+                    (a, b) => {
+                        prop_assert_eq!(a.is_ok(), b.is_ok());
+                        continue;
+                    }
+                },
+            };
+            prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+        prop_assert_eq!(opened.image(), graph.image());
+    }
+
+    #[test]
+    fn a_damaged_image_is_refused_or_opens_but_never_panics_or_hangs(
+        ops in any_order_ops(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
+    ) {
+        let graph = build_one_by_one(&guardrails(0), &ops);
+        let mut bytes = postcard::to_stdvec(&graph.image()).unwrap();
+        for (at, mask) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= mask;
+        }
+        if let Ok(image) = postcard::from_bytes::<GraphImage>(&bytes) {
+            if let Ok(mut opened) = IdentityGraph::open_image(guardrails(0), image) {
+                // Whatever opened answers questions and takes evidence without panicking.
+                let _ = opened.clusters();
+                let _ = opened.stats();
+                for i in universe() {
+                    let _ = opened.cluster_of(&i);
+                }
+                for op in ops.iter().take(5) {
+                    if let Op::Observe(e) = op {
+                        opened.observe(e.clone());
                     }
                 }
             }

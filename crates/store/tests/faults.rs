@@ -535,42 +535,113 @@ fn identity_snapshot_reads_back_and_damage_of_any_kind_is_named() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(dir.path());
     assert!(store.read_identity_snapshot(P).expect("read").is_none());
+    assert!(store
+        .read_identity_snapshot_head(P)
+        .expect("read")
+        .is_none());
     let at = store.meta().identity_revision(P).expect("revision");
+    let head = b"a summary".to_vec();
     let payload: Vec<u8> = (0..5000u32).flat_map(|i| i.to_le_bytes()).collect();
     assert!(store
-        .write_identity_snapshot(P, at, &payload)
+        .write_identity_snapshot(P, at, &head, &payload)
         .expect("write"));
     let back = store
         .read_identity_snapshot(P)
         .expect("read")
         .expect("there");
-    assert_eq!((back.at, back.payload), (at, payload.clone()));
+    assert_eq!(
+        (back.at, back.head, back.payload.to_vec()),
+        (at, Some(head.clone()), payload.clone())
+    );
+    let back = store
+        .read_identity_snapshot_head(P)
+        .expect("read")
+        .expect("there");
+    assert_eq!((back.at, back.head), (at, Some(head.clone())));
 
     let good = std::fs::read(snapshot_path(dir.path())).expect("file");
-    let damaged: Vec<(&str, Vec<u8>)> = vec![
-        ("shorter than its header", good[..20].to_vec()),
-        ("promises a", good[..good.len() - 7].to_vec()),
-        ("checksum mismatch", {
-            let mut b = good.clone();
-            b[100] ^= 0x40;
-            b
-        }),
-        ("bad magic", {
-            let mut b = good.clone();
-            b[0] = b'X';
-            b
-        }),
+    let head_end = 32 + head.len();
+    let damaged: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("shorter than its header", good[..20].to_vec(), true),
+        ("promises a", good[..good.len() - 7].to_vec(), true),
+        (
+            "checksum mismatch",
+            {
+                let mut b = good.clone();
+                b[100] ^= 0x40;
+                b
+            },
+            false,
+        ),
+        (
+            "head checksum mismatch",
+            {
+                let mut b = good.clone();
+                b[head_end - 2] ^= 0x40;
+                b
+            },
+            true,
+        ),
+        (
+            "bad magic",
+            {
+                let mut b = good.clone();
+                b[0] = b'X';
+                b
+            },
+            true,
+        ),
     ];
-    for (why, bytes) in damaged {
+    for (why, bytes, in_head) in damaged {
         std::fs::write(snapshot_path(dir.path()), &bytes).expect("damage");
-        match store.read_identity_snapshot(P) {
-            Err(StoreError::Corrupt { reason, .. }) => {
-                assert!(reason.contains(why), "{why}: {reason}")
+        let reads = [
+            (true, store.read_identity_snapshot(P).map(|_| ())),
+            (in_head, store.read_identity_snapshot_head(P).map(|_| ())),
+        ];
+        for (names_it, read) in reads {
+            match read {
+                Err(StoreError::Corrupt { reason, .. }) => {
+                    assert!(
+                        names_it,
+                        "{why}: the head read looked past the head: {reason}"
+                    );
+                    assert!(reason.contains(why), "{why}: {reason}")
+                }
+                Err(e) => panic!("{why}: unexpected error {e}"),
+                Ok(()) => assert!(!names_it, "{why}: a damaged snapshot was accepted"),
             }
-            Err(e) => panic!("{why}: unexpected error {e}"),
-            Ok(_) => panic!("{why}: a damaged snapshot was accepted"),
         }
     }
+}
+
+#[test]
+fn identity_snapshots_of_version_1_still_read_without_a_head() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    let at = store.meta().identity_revision(P).expect("revision");
+    let payload = b"a graph of before heads".to_vec();
+    let mut bytes = b"OTIDS\0\0\x01".to_vec();
+    bytes.extend_from_slice(&at.rev.to_le_bytes());
+    bytes.extend_from_slice(&at.epoch.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    std::fs::create_dir_all(snapshot_path(dir.path()).parent().expect("dir")).expect("dir");
+    std::fs::write(snapshot_path(dir.path()), &bytes).expect("write");
+    let back = store
+        .read_identity_snapshot(P)
+        .expect("read")
+        .expect("there");
+    assert_eq!(
+        (back.at, back.head, back.payload.to_vec()),
+        (at, None, payload)
+    );
+    let back = store
+        .read_identity_snapshot_head(P)
+        .expect("read")
+        .expect("there");
+    assert_eq!((back.at, back.head), (at, None));
 }
 
 #[test]
@@ -580,11 +651,11 @@ fn failed_identity_snapshot_fsync_keeps_the_previous_snapshot_whole() {
     let store = Store::open(dir.path(), options(4, disk.clone())).expect("open");
     let at = store.meta().identity_revision(P).expect("revision");
     store
-        .write_identity_snapshot(P, at, b"first")
+        .write_identity_snapshot(P, at, b"", b"first")
         .expect("healthy write");
     disk.fail_file_syncs_after(0);
     let err = store
-        .write_identity_snapshot(P, at, b"second, never synced")
+        .write_identity_snapshot(P, at, b"", b"second, never synced")
         .expect_err("the fsync fails");
     assert!(err.to_string().contains("injected fsync failure"), "{err}");
     disk.heal();
@@ -592,7 +663,7 @@ fn failed_identity_snapshot_fsync_keeps_the_previous_snapshot_whole() {
         .read_identity_snapshot(P)
         .expect("read")
         .expect("there");
-    assert_eq!(back.payload, b"first", "the old snapshot stands");
+    assert_eq!(&*back.payload, b"first", "the old snapshot stands");
     drop(store);
     // The temp file the failed write left is removed on open, and reported.
     let store = Store::open(dir.path(), options(4, disk)).expect("reopen");
@@ -609,5 +680,5 @@ fn failed_identity_snapshot_fsync_keeps_the_previous_snapshot_whole() {
         .read_identity_snapshot(P)
         .expect("read")
         .expect("there");
-    assert_eq!(back.payload, b"first");
+    assert_eq!(&*back.payload, b"first");
 }
