@@ -19,7 +19,7 @@ use omnitrail_identity::{
     Persisted, Snapshot, Source,
 };
 use omnitrail_model::{CustomerId, Event, Identifier, ProjectId};
-use omnitrail_store::{EvidenceRow, IdentityRevision, PrimaryRule, Store};
+use omnitrail_store::{EvidenceRow, IdentityRevision, IdentitySnapshot, PrimaryRule, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -56,9 +56,47 @@ struct Checkpoint {
 const CHECKPOINT_SHARE: u64 = 2;
 const CHECKPOINT_MIN_ROWS: u64 = 50_000;
 
-/// Opens a snapshot payload that is a settled [`GraphImage`]. Payloads written before
-/// images start with a summary's guardrails length or the snapshot's kind count, never 0.
-const IMAGE_MAGIC: &[u8; 8] = b"\0OTGIMG1";
+/// The sections of a snapshot file: the summary, the overlay (write-time key → canonical
+/// customer, for keys that differ: 16 bytes a key, two `u64` LE, ascending), and the
+/// graph's settled image. Analyses need only the overlay, `stats` only the summary.
+const SECTIONS: usize = 3;
+const OVERLAY: usize = 1;
+const IMAGE: usize = 2;
+
+/// The overlay section of `graph`.
+fn overlay_section(graph: &IdentityGraph) -> Vec<u8> {
+    let mut pairs: Vec<(CustomerId, CustomerId)> = graph.overlay().collect();
+    pairs.sort_unstable();
+    let mut out = Vec::with_capacity(pairs.len() * 16);
+    for (key, customer) in pairs {
+        out.extend_from_slice(&key.0.to_le_bytes());
+        out.extend_from_slice(&customer.0.to_le_bytes());
+    }
+    out
+}
+
+fn parse_overlay(bytes: &[u8]) -> Result<Overlay, String> {
+    if !bytes.len().is_multiple_of(16) {
+        return Err(format!(
+            "its overlay of {} bytes is not whole pairs",
+            bytes.len()
+        ));
+    }
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let mut overlay = Overlay::with_capacity(bytes.len() / 16);
+    let mut last = None;
+    for pair in bytes.chunks_exact(16) {
+        let (key, customer) = (word(&pair[..8]), word(&pair[8..]));
+        if last.is_some_and(|l| l >= key) || key == customer {
+            return Err(format!(
+                "its overlay is out of order or maps {key} to itself"
+            ));
+        }
+        last = Some(key);
+        overlay.insert(CustomerId(key), CustomerId(customer));
+    }
+    Ok(overlay)
+}
 
 /// What a snapshot's graph adds up to. It is the snapshot file's head (written before
 /// images: the start of its payload), so counting customers decodes no graph.
@@ -195,6 +233,10 @@ impl Identities {
         }
     }
 
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.get().is_some()
+    }
+
     fn ensure_loaded(&self, store: &Store) -> Result<(), AppError> {
         self.loaded
             .get_or_init(|| self.load(store).map_err(|e| e.to_string()))
@@ -294,12 +336,12 @@ impl Identities {
                 "the identity snapshot of project {} is at revision {} but the metadata database only at {}",
                 project.0, snap.at.rev, at.rev
             ),
-            Ok(Some(snap)) => match self.open_snapshot(store, project, snap.at, snap.payload) {
+            Ok(Some(snap)) => match self.open_snapshot(store, project, snap) {
                 Ok((graph, rows)) => {
                     lock(&self.checkpoints).insert(
                         project,
                         Checkpoint {
-                            snapshot_rev: Some(snap.at.rev),
+                            snapshot_rev: Some(at.rev),
                             rows_since: rows,
                             frozen: false,
                         },
@@ -329,15 +371,20 @@ impl Identities {
     }
 
     /// The graph a snapshot file holds: a settled image (opened as it is under the same
-    /// guardrails, replayed under others), or in files written before images a snapshot
-    /// to replay, after a summary or alone.
-    fn decode_snapshot(&self, payload: &[u8]) -> Result<IdentityGraph, String> {
+    /// guardrails, replayed under others), or in files of version 1 a snapshot to replay,
+    /// after a summary or alone.
+    fn decode_snapshot(&self, snap: &IdentitySnapshot) -> Result<IdentityGraph, String> {
         let undecodable = |e: postcard::Error| format!("cannot be decoded ({e})");
-        if let Some(image) = payload.strip_prefix(IMAGE_MAGIC) {
-            let image: GraphImage = postcard::from_bytes(image).map_err(undecodable)?;
+        if !snap.is_version_1() {
+            if snap.sections() != SECTIONS {
+                return Err(format!("has {} sections, not {SECTIONS}", snap.sections()));
+            }
+            let bytes = snap.section(IMAGE).map_err(|e| e.to_string())?;
+            let image: GraphImage = postcard::from_bytes(bytes).map_err(undecodable)?;
             return IdentityGraph::open_image(self.guardrails.clone(), image)
                 .map_err(|e| e.to_string());
         }
+        let payload = snap.section(0).map_err(|e| e.to_string())?;
         let snapshot: Snapshot = match postcard::take_from_bytes::<SnapshotSummary>(payload) {
             Ok((_, graph_bytes)) => postcard::from_bytes(graph_bytes),
             Err(_) => postcard::from_bytes(payload),
@@ -354,11 +401,12 @@ impl Identities {
         &self,
         store: &Store,
         project: ProjectId,
-        at: IdentityRevision,
-        payload: omnitrail_store::SnapshotBytes,
+        snap: IdentitySnapshot,
     ) -> Result<(IdentityGraph, u64), String> {
-        let mut graph = self.decode_snapshot(&payload)?;
-        drop(payload);
+        let mut graph = self.decode_snapshot(&snap)?;
+        let at = snap.at;
+        // The mapping is not needed past the decode.
+        drop(snap);
         let (rows, keys) = {
             let meta = store.meta();
             (
@@ -457,10 +505,10 @@ impl Identities {
                     keys: stats.keys,
                     customers: graph.keyed_clusters(),
                 };
-                (at, summary, graph.image())
+                (at, summary, overlay_section(graph), graph.image())
             };
-            let (at, summary, snapshot) = captured;
-            if let Err(e) = self.write_snapshot(store, project, at, &summary, &snapshot) {
+            let (at, summary, overlay, image) = captured;
+            if let Err(e) = self.write_snapshot(store, project, at, &summary, &overlay, &image) {
                 // The rows are the durable record; a missing snapshot only costs time.
                 if let Some(c) = lock(&self.checkpoints).get_mut(&project) {
                     c.snapshot_rev = None;
@@ -477,14 +525,14 @@ impl Identities {
         project: ProjectId,
         at: IdentityRevision,
         summary: &SnapshotSummary,
+        overlay: &[u8],
         image: &GraphImage,
     ) -> Result<(), AppError> {
         let encoding =
             |e: postcard::Error| AppError::Identity(format!("encoding the identity snapshot: {e}"));
-        let head = postcard::to_stdvec(summary).map_err(encoding)?;
-        let mut payload = IMAGE_MAGIC.to_vec();
-        let payload = postcard::to_extend(image, std::mem::take(&mut payload)).map_err(encoding)?;
-        if !store.write_identity_snapshot(project, at, &head, &payload)? {
+        let summary = postcard::to_stdvec(summary).map_err(encoding)?;
+        let image = postcard::to_stdvec(image).map_err(encoding)?;
+        if !store.write_identity_snapshot(project, at, &[&summary, overlay, &image])? {
             tracing::debug!(
                 "identity snapshot of project {} skipped: an erase ran",
                 project.0
@@ -628,56 +676,102 @@ impl Identities {
         Ok(Some(graphs.get(&project).map_or(0, |g| g.keyed_clusters())))
     }
 
-    /// [`Identities::customers`] from the snapshots' summaries, without reading a graph:
-    /// `None` unless every project's snapshot is at its database's revision and epoch and
-    /// was settled under today's guardrails, and the store handed out no key they lack.
+    /// [`Identities::customers`] from the snapshots' summaries, without reading a graph.
     fn customers_from_snapshots(
         &self,
         store: &Store,
         project: ProjectId,
     ) -> Result<Option<u64>, AppError> {
+        Ok(self.settled(store)?.map(|projects| {
+            projects
+                .into_iter()
+                .find(|(p, ..)| *p == project)
+                .map_or(0, |(_, _, summary)| summary.customers)
+        }))
+    }
+
+    /// [`Identities::overlay`] from the project's snapshot, without reading a graph.
+    fn overlay_from_snapshots(
+        &self,
+        store: &Store,
+        project: ProjectId,
+    ) -> Result<Option<Overlay>, AppError> {
+        let Some(projects) = self.settled(store)? else {
+            return Ok(None);
+        };
+        let Some((_, snap, _)) = projects.into_iter().find(|(p, ..)| *p == project) else {
+            return Ok(Some(Overlay::new()));
+        };
+        let Some(snap) = snap else {
+            // No identity row at all: no key maps elsewhere.
+            return Ok(Some(Overlay::new()));
+        };
+        if snap.is_version_1() || snap.sections() != SECTIONS {
+            // Written before overlays: only the graph can tell.
+            return Ok(None);
+        }
+        match snap
+            .section(OVERLAY)
+            .map_err(|e| e.to_string())
+            .and_then(parse_overlay)
+        {
+            Ok(overlay) => Ok(Some(overlay)),
+            Err(e) => {
+                tracing::warn!(
+                    "the identity snapshot of project {} is unusable: {e}",
+                    project.0
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Every project's snapshot and summary when they are the whole truth: each snapshot at
+    /// its database's revision and epoch and settled under today's guardrails, and the
+    /// store handed out no key they lack. `None` otherwise; the graphs must then be read.
+    /// A project without a single identity row has no snapshot and an empty summary.
+    #[allow(clippy::type_complexity)]
+    fn settled(
+        &self,
+        store: &Store,
+    ) -> Result<Option<Vec<(ProjectId, Option<IdentitySnapshot>, SnapshotSummary)>>, AppError> {
         let guardrails = self.guardrails_json();
+        let mut settled = Vec::new();
+        let mut keys = 0;
+        // Bound first: the metadata guard must not live through the loop.
         let projects = store.meta().projects()?;
-        let (mut keys, mut customers) = (0, None);
         for (p, _) in projects {
             let at = store.meta().identity_revision(p)?;
-            let summary = match store.read_identity_snapshot_head(p) {
-                Ok(Some(head)) if head.at == at => {
-                    let decoded = match head.head {
-                        Some(head) => postcard::from_bytes::<SnapshotSummary>(&head).ok(),
+            let (snap, summary) = match store.read_identity_snapshot(p) {
+                Ok(Some(snap)) if snap.at == at => {
+                    let summary = snap.section(0).ok().and_then(|bytes| {
                         // Files of version 1 carry the summary at the head of the payload.
-                        None => store
-                            .read_identity_snapshot(p)
+                        postcard::take_from_bytes::<SnapshotSummary>(bytes)
                             .ok()
-                            .flatten()
-                            .and_then(|s| {
-                                postcard::take_from_bytes::<SnapshotSummary>(&s.payload)
-                                    .ok()
-                                    .map(|(summary, _)| summary)
-                            }),
-                    };
-                    match decoded {
-                        Some(s) if s.guardrails == guardrails => s,
+                            .map(|(summary, _)| summary)
+                    });
+                    match summary {
+                        Some(s) if s.guardrails == guardrails => (Some(snap), s),
                         _ => return Ok(None),
                     }
                 }
-                // No identity row at all: no key, no customer.
-                Ok(None) if at.rev == 0 => SnapshotSummary {
-                    guardrails: String::new(),
-                    keys: 0,
-                    customers: 0,
-                },
+                Ok(None) if at.rev == 0 => (
+                    None,
+                    SnapshotSummary {
+                        guardrails: String::new(),
+                        keys: 0,
+                        customers: 0,
+                    },
+                ),
                 _ => return Ok(None),
             };
             keys += summary.keys;
-            if p == project {
-                customers = Some(summary.customers);
-            }
+            settled.push((p, snap, summary));
         }
         if keys + store.meta().erased_keys()? != store.allocated_keys() {
             return Ok(None);
         }
-        Ok(customers)
+        Ok(Some(settled))
     }
 
     fn guardrails_json(&self) -> String {
@@ -883,6 +977,18 @@ impl Identities {
             && !store.tail_any(|r| r.event.identifiers.len() > 1)
         {
             return Ok(Arc::new(Overlay::new()));
+        }
+        let generation = self.generation();
+        if self.loaded.get().is_none() {
+            // Analyses need only the overlay, which a settled snapshot holds on its own.
+            if let Some(overlay) = self.overlay_from_snapshots(store, project)? {
+                let overlay = Arc::new(overlay);
+                self.overlays
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(project, (generation, overlay.clone()));
+                return Ok(overlay);
+            }
         }
         self.ensure_loaded(store)?;
         let generation = self.generation();

@@ -812,6 +812,13 @@ impl App {
         stats::compute(&self.store, &self.config, project, &summary, customers)
     }
 
+    /// Whether this app has read its identity graphs. Counting customers and analyses on a
+    /// settled snapshot need only its summary and overlay; a customer view, an ingest of
+    /// linked events or identity rows newer than the snapshot read the graphs.
+    pub fn identity_graphs_loaded(&self) -> bool {
+        self.identities.is_loaded()
+    }
+
     pub fn now(&self) -> Timestamp {
         self.clock.now()
     }

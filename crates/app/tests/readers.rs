@@ -138,3 +138,61 @@ fn a_reader_writes_nothing_and_refuses_writes() {
     assert_eq!(files_under(dir.path()), before, "the data dir is as it was");
     assert!(!snapshot.exists());
 }
+
+/// Every customer of the resolved journeys, with its events.
+fn journeys(app: &App) -> Vec<(u64, u32)> {
+    let mut out: Vec<(u64, u32)> = app
+        .journeys(P, &Default::default())
+        .expect("journeys")
+        .iter()
+        .flat_map(|j| {
+            j.customers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.0, j.offsets[i + 1] - j.offsets[i]))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+#[test]
+fn analyses_on_a_settled_snapshot_read_its_overlay_and_not_the_graph() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let writer = common::demo(dir.path(), 150);
+    let expected = journeys(&writer);
+    assert!(
+        expected.len() < 150 * 3,
+        "the demo's keys merge into customers"
+    );
+
+    let reader = App::open_read_only(dir.path(), options()).expect("reader");
+    assert_eq!(journeys(&reader), expected);
+    assert_eq!(reader.stats(P).expect("stats").customers, 150);
+    assert!(
+        !reader.identity_graphs_loaded(),
+        "the overlay came from the snapshot"
+    );
+
+    // A link the snapshot does not hold: the graph must be read.
+    writer.ingest(P, linked_person()).expect("ingest");
+    let expected = journeys(&writer);
+    let reader = App::open_read_only(dir.path(), options()).expect("reader");
+    assert_eq!(journeys(&reader), expected);
+    assert!(reader.identity_graphs_loaded());
+
+    // A damaged overlay section is not trusted: the graph answers instead.
+    writer.compact().expect("compact");
+    drop(writer);
+    let path = common::snapshot_file(dir.path());
+    let mut bytes = std::fs::read(&path).expect("snapshot");
+    // Header (32 bytes), the summary section (length, CRC, bytes), then the overlay's.
+    let summary = u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes")) as usize;
+    let overlay_at = 32 + 12 + summary + 12;
+    bytes[overlay_at + 5] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("damage");
+    let reader = App::open_read_only(dir.path(), options()).expect("reader");
+    assert_eq!(journeys(&reader), expected);
+    assert!(reader.identity_graphs_loaded());
+}

@@ -22,7 +22,7 @@ pub mod triggers;
 
 pub use durability::{Durability, OsDurability};
 pub use erase::{AuditEntry, EraseCounts, EraseRequest, Erased, Suppression};
-pub use identity_snapshot::{IdentitySnapshot, IdentitySnapshotHead, SnapshotBytes};
+pub use identity_snapshot::IdentitySnapshot;
 pub use log::LogRecord;
 pub use manifest::{Manifest, SegmentCounts, SegmentMeta, DEFAULT_PARTITIONS, FORMAT_VERSION};
 pub use meta::{ApiKeyRow, DeadLetter, EvidenceRow, IdentityRevision, ImportRecord, Meta, NoteRow};

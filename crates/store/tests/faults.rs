@@ -535,52 +535,63 @@ fn identity_snapshot_reads_back_and_damage_of_any_kind_is_named() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(dir.path());
     assert!(store.read_identity_snapshot(P).expect("read").is_none());
-    assert!(store
-        .read_identity_snapshot_head(P)
-        .expect("read")
-        .is_none());
     let at = store.meta().identity_revision(P).expect("revision");
     let head = b"a summary".to_vec();
     let payload: Vec<u8> = (0..5000u32).flat_map(|i| i.to_le_bytes()).collect();
     assert!(store
-        .write_identity_snapshot(P, at, &head, &payload)
+        .write_identity_snapshot(P, at, &[&head, &[], &payload])
         .expect("write"));
     let back = store
         .read_identity_snapshot(P)
         .expect("read")
         .expect("there");
     assert_eq!(
-        (back.at, back.head, back.payload.to_vec()),
-        (at, Some(head.clone()), payload.clone())
+        (back.at, back.sections(), back.is_version_1()),
+        (at, 3, false)
     );
-    let back = store
-        .read_identity_snapshot_head(P)
-        .expect("read")
-        .expect("there");
-    assert_eq!((back.at, back.head), (at, Some(head.clone())));
+    assert_eq!(back.section(0).expect("head"), head);
+    assert_eq!(back.section(1).expect("empty"), b"");
+    assert_eq!(back.section(2).expect("payload"), payload);
+    drop(back);
 
     let good = std::fs::read(snapshot_path(dir.path())).expect("file");
-    let head_end = 32 + head.len();
-    let damaged: Vec<(&str, Vec<u8>, bool)> = vec![
-        ("shorter than its header", good[..20].to_vec(), true),
-        ("promises a", good[..good.len() - 7].to_vec(), true),
+    // Header, then per section: length, CRC, bytes.
+    let payload_at = 32 + 12 + head.len() + 12 + 12;
+    // (damage, what the error names, the section that names it: None when opening does)
+    let damaged: Vec<(&str, Vec<u8>, Option<usize>)> = vec![
+        ("shorter than its header", good[..20].to_vec(), None),
         (
-            "checksum mismatch",
+            "too short for its section 2",
+            good[..good.len() - 7].to_vec(),
+            None,
+        ),
+        ("sections end at", [good.as_slice(), b"tail"].concat(), None),
+        (
+            "header checksum mismatch",
             {
                 let mut b = good.clone();
-                b[100] ^= 0x40;
+                b[10] ^= 0x01;
                 b
             },
-            false,
+            None,
         ),
         (
-            "head checksum mismatch",
+            "section 2 checksum mismatch",
             {
                 let mut b = good.clone();
-                b[head_end - 2] ^= 0x40;
+                b[payload_at + 100] ^= 0x40;
                 b
             },
-            true,
+            Some(2),
+        ),
+        (
+            "section 0 checksum mismatch",
+            {
+                let mut b = good.clone();
+                b[32 + 12 + 2] ^= 0x40;
+                b
+            },
+            Some(0),
         ),
         (
             "bad magic",
@@ -589,37 +600,38 @@ fn identity_snapshot_reads_back_and_damage_of_any_kind_is_named() {
                 b[0] = b'X';
                 b
             },
-            true,
+            None,
         ),
     ];
-    for (why, bytes, in_head) in damaged {
+    for (why, bytes, section) in damaged {
         std::fs::write(snapshot_path(dir.path()), &bytes).expect("damage");
-        let reads = [
-            (true, store.read_identity_snapshot(P).map(|_| ())),
-            (in_head, store.read_identity_snapshot_head(P).map(|_| ())),
-        ];
-        for (names_it, read) in reads {
-            match read {
-                Err(StoreError::Corrupt { reason, .. }) => {
-                    assert!(
-                        names_it,
-                        "{why}: the head read looked past the head: {reason}"
-                    );
-                    assert!(reason.contains(why), "{why}: {reason}")
+        let err = match (store.read_identity_snapshot(P), section) {
+            (Err(e), None) => e,
+            (Ok(Some(snap)), Some(i)) => {
+                for other in (0..snap.sections()).filter(|&o| o != i) {
+                    snap.section(other).expect("the other sections are whole");
                 }
-                Err(e) => panic!("{why}: unexpected error {e}"),
-                Ok(()) => assert!(!names_it, "{why}: a damaged snapshot was accepted"),
+                match snap.section(i) {
+                    Err(e) => e,
+                    Ok(_) => panic!("{why}: a damaged section was accepted"),
+                }
             }
+            (Err(e), Some(_)) => panic!("{why}: opening failed, not the section: {e}"),
+            (Ok(_), _) => panic!("{why}: a damaged snapshot was accepted"),
+        };
+        match err {
+            StoreError::Corrupt { reason, .. } => assert!(reason.contains(why), "{why}: {reason}"),
+            e => panic!("{why}: unexpected error {e}"),
         }
     }
 }
 
 #[test]
-fn identity_snapshots_of_version_1_still_read_without_a_head() {
+fn identity_snapshots_of_version_1_still_read_as_one_section() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(dir.path());
     let at = store.meta().identity_revision(P).expect("revision");
-    let payload = b"a graph of before heads".to_vec();
+    let payload = b"a graph of before sections".to_vec();
     let mut bytes = b"OTIDS\0\0\x01".to_vec();
     bytes.extend_from_slice(&at.rev.to_le_bytes());
     bytes.extend_from_slice(&at.epoch.to_le_bytes());
@@ -634,14 +646,19 @@ fn identity_snapshots_of_version_1_still_read_without_a_head() {
         .expect("read")
         .expect("there");
     assert_eq!(
-        (back.at, back.head, back.payload.to_vec()),
-        (at, None, payload)
+        (back.at, back.sections(), back.is_version_1()),
+        (at, 1, true)
     );
-    let back = store
-        .read_identity_snapshot_head(P)
-        .expect("read")
-        .expect("there");
-    assert_eq!((back.at, back.head), (at, None));
+    assert_eq!(back.section(0).expect("payload"), payload);
+    drop(back);
+    let last = bytes.len() - 6;
+    bytes[last] ^= 0x20;
+    std::fs::write(snapshot_path(dir.path()), &bytes).expect("damage");
+    match store.read_identity_snapshot(P) {
+        Err(StoreError::Corrupt { reason, .. }) => assert!(reason.contains("checksum mismatch")),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a damaged version-1 snapshot was accepted"),
+    }
 }
 
 #[test]
@@ -651,11 +668,11 @@ fn failed_identity_snapshot_fsync_keeps_the_previous_snapshot_whole() {
     let store = Store::open(dir.path(), options(4, disk.clone())).expect("open");
     let at = store.meta().identity_revision(P).expect("revision");
     store
-        .write_identity_snapshot(P, at, b"", b"first")
+        .write_identity_snapshot(P, at, &[b"first"])
         .expect("healthy write");
     disk.fail_file_syncs_after(0);
     let err = store
-        .write_identity_snapshot(P, at, b"", b"second, never synced")
+        .write_identity_snapshot(P, at, &[b"second, never synced"])
         .expect_err("the fsync fails");
     assert!(err.to_string().contains("injected fsync failure"), "{err}");
     disk.heal();
@@ -663,7 +680,11 @@ fn failed_identity_snapshot_fsync_keeps_the_previous_snapshot_whole() {
         .read_identity_snapshot(P)
         .expect("read")
         .expect("there");
-    assert_eq!(&*back.payload, b"first", "the old snapshot stands");
+    assert_eq!(
+        back.section(0).expect("whole"),
+        b"first",
+        "the old snapshot stands"
+    );
     drop(store);
     // The temp file the failed write left is removed on open, and reported.
     let store = Store::open(dir.path(), options(4, disk)).expect("reopen");
@@ -680,5 +701,5 @@ fn failed_identity_snapshot_fsync_keeps_the_previous_snapshot_whole() {
         .read_identity_snapshot(P)
         .expect("read")
         .expect("there");
-    assert_eq!(&*back.payload, b"first");
+    assert_eq!(back.section(0).expect("whole"), b"first");
 }
