@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     // The first `links` pairs of bytes are evidence (or, with the high bit, a key).
     let (ops, flips) = rest.split_at((usize::from(links % 32) * 2).min(rest.len()));
     let mut graph = IdentityGraph::new(Guardrails::default());
-    for (i, pair) in ops.chunks_exact(2).enumerate() {
+    for pair in ops.chunks_exact(2) {
         if pair[0] & 0x80 != 0 {
             let _ = graph.set_key(&identifier(pair[1]), CustomerId(u64::from(pair[0] & 0x3f) + 1));
             continue;

@@ -590,12 +590,16 @@ impl App {
                 .map(|p| Ok(self.store.journeys(project, p, spec)?))
                 .collect::<Result<_, AppError>>()?
         } else {
-            // Uncached raw scans: only the merged form is kept in memory.
-            let raw: Vec<Arc<Journeys>> = (0..partitions)
+            // Uncached raw scans, owned so the regroup can free them column by column:
+            // only the merged form is kept in memory.
+            let raw: Vec<Journeys> = (0..partitions)
                 .into_par_iter()
-                .map(|p| Ok(self.store.scan(project, p, spec)?))
+                .map(|p| {
+                    let scanned = self.store.scan(project, p, spec)?;
+                    Ok(Arc::try_unwrap(scanned).unwrap_or_else(|shared| (*shared).clone()))
+                })
                 .collect::<Result<_, AppError>>()?;
-            resolve::regroup(project, &raw, &overlay)
+            resolve::regroup(project, raw, &overlay)
         };
         let mut cache = lock(&self.resolved);
         cache.retain(|_, (at, _)| *at == stamp);

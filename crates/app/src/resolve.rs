@@ -17,9 +17,16 @@ pub type Overlay = HashMap<CustomerId, CustomerId>;
 /// replaced by its canonical customer: a cluster's events are merged into one journey in
 /// time order, in the partition of the canonical id. Events at the same microsecond under
 /// different keys are ordered by key (arrival order is only known within a key).
-pub fn regroup(project: ProjectId, raw: &[Arc<Journeys>], overlay: &Overlay) -> Vec<Arc<Journeys>> {
+///
+/// Built one column at a time, each taken out of `raw` once every partition has it: the
+/// columns are held about once, plus one column twice, instead of all of them twice.
+pub fn regroup(
+    project: ProjectId,
+    mut raw: Vec<Journeys>,
+    overlay: &Overlay,
+) -> Vec<Arc<Journeys>> {
     if overlay.is_empty() {
-        return raw.to_vec();
+        return raw.into_iter().map(Arc::new).collect();
     }
     let partitions = raw.len() as u32;
     // Where each (canonical customer) gathers its pieces from: (partition, customer index).
@@ -31,86 +38,213 @@ pub fn regroup(project: ProjectId, raw: &[Arc<Journeys>], overlay: &Overlay) -> 
             pieces[target].push((canonical, p as u32, i as u32));
         }
     }
-    pieces
+    let layouts: Vec<Layout> = pieces
         .into_par_iter()
-        .enumerate()
-        .map(|(target, mut list)| {
+        .map(|mut list| {
             list.sort_unstable_by_key(|&(c, p, i)| (c, raw[p as usize].customers[i as usize]));
-            Arc::new(build(project, target as u32, raw, &list))
+            Layout::new(&raw, &list)
+        })
+        .collect();
+
+    let ts: Vec<Vec<i64>> = gather(&layouts, |l| l.rows(|p, e| raw[p].ts[e]));
+    let (activity, activities) = unzip(gather(&layouts, |l| {
+        recode(l, &raw, |j| (&j.activity, &j.activities))
+    }));
+    for j in &mut raw {
+        (j.ts, j.activity, j.activities) = Default::default();
+    }
+    let (channel, channels) = unzip(gather(&layouts, |l| {
+        let mut dict = Dictionary::default();
+        let mut remaps = Remaps::new(raw.iter().map(|j| j.channels.len()));
+        let codes = l.rows(|p, e| {
+            let j = &raw[p];
+            let c = j.channel[e] as usize;
+            remaps.code(p, c, || dict.code(&j.channels.values[c])) as u16
+        });
+        (codes, dict)
+    }));
+    for j in &mut raw {
+        (j.channel, j.channels) = Default::default();
+    }
+    let properties = columns(&layouts, &mut raw, |j| &mut j.properties);
+    let traits = columns(&layouts, &mut raw, |j| &mut j.traits);
+
+    let mut columns = ts
+        .into_iter()
+        .zip(activity.into_iter().zip(activities))
+        .zip(channel.into_iter().zip(channels))
+        .zip(properties.into_iter().zip(traits));
+    layouts
+        .into_iter()
+        .enumerate()
+        .map(|(target, layout)| {
+            let (((ts, (activity, activities)), (channel, channels)), (properties, traits)) =
+                columns.next().expect("one set of columns per partition");
+            Arc::new(Journeys {
+                project,
+                partition: target as u32,
+                customers: layout.customers,
+                offsets: layout.offsets,
+                ts,
+                activity,
+                activities,
+                channel,
+                channels,
+                properties,
+                traits,
+            })
         })
         .collect()
 }
 
-/// One partition from pieces sorted by (canonical customer, key).
-fn build(
-    project: ProjectId,
-    partition: u32,
-    raw: &[Arc<Journeys>],
-    pieces: &[(CustomerId, u32, u32)],
-) -> Journeys {
-    let mut out = Journeys {
-        project,
-        partition,
-        customers: Vec::new(),
-        offsets: vec![0],
-        ts: Vec::new(),
-        activity: Vec::new(),
-        activities: Dictionary::default(),
-        channel: Vec::new(),
-        channels: Dictionary::default(),
-        properties: BTreeMap::new(),
-        traits: BTreeMap::new(),
-    };
-    let Some(first) = raw.first() else {
+/// One target partition's customers and, in its order, where each of its events comes
+/// from: runs of consecutive rows of one source partition, (partition, first row, rows).
+/// Most customers are one run, and a merged one a few, so this costs far less than a
+/// location per event.
+struct Layout {
+    customers: Vec<CustomerId>,
+    offsets: Vec<u32>,
+    runs: Vec<(u32, u32, u32)>,
+}
+
+impl Layout {
+    /// From pieces sorted by (canonical customer, key): a cluster's pieces merged by time;
+    /// the stable sort keeps key order among ties and each key's own arrival order.
+    fn new(raw: &[Journeys], pieces: &[(CustomerId, u32, u32)]) -> Layout {
+        let mut layout = Layout {
+            customers: Vec::new(),
+            offsets: vec![0],
+            runs: Vec::new(),
+        };
+        let mut events = 0u32;
+        let mut order: Vec<(i64, u32, u32)> = Vec::new();
+        let mut start = 0;
+        while start < pieces.len() {
+            let customer = pieces[start].0;
+            let end = start
+                + pieces[start..]
+                    .iter()
+                    .take_while(|(c, _, _)| *c == customer)
+                    .count();
+            if end - start == 1 {
+                let (_, p, i) = pieces[start];
+                let range = raw[p as usize].customer_range(i as usize);
+                layout.push_run(p, range.start as u32, range.len() as u32);
+                events += range.len() as u32;
+            } else {
+                order.clear();
+                for &(_, p, i) in &pieces[start..end] {
+                    let j = &raw[p as usize];
+                    order.extend(j.customer_range(i as usize).map(|e| (j.ts[e], p, e as u32)));
+                }
+                order.sort_by_key(|&(ts, _, _)| ts);
+                for &(_, p, e) in &order {
+                    layout.push_run(p, e, 1);
+                }
+                events += order.len() as u32;
+            }
+            layout.customers.push(customer);
+            layout.offsets.push(events);
+            start = end;
+        }
+        layout
+    }
+
+    /// Appends rows `first..first + len` of partition `p`, extending the last run when they
+    /// follow it.
+    fn push_run(&mut self, p: u32, first: u32, len: u32) {
+        match self.runs.last_mut() {
+            Some((lp, lfirst, llen)) if *lp == p && *lfirst + *llen == first => *llen += len,
+            _ => self.runs.push((p, first, len)),
+        }
+    }
+
+    /// One value per event, in order, from (source partition, row).
+    fn rows<T>(&self, mut value: impl FnMut(usize, usize) -> T) -> Vec<T> {
+        let mut out = Vec::with_capacity(*self.offsets.last().unwrap_or(&0) as usize);
+        for &(p, first, len) in &self.runs {
+            out.extend((first..first + len).map(|e| value(p as usize, e as usize)));
+        }
+        out
+    }
+}
+
+/// `f` of every target partition, in parallel.
+fn gather<T: Send>(layouts: &[Layout], f: impl Fn(&Layout) -> T + Sync) -> Vec<T> {
+    layouts.par_iter().map(&f).collect()
+}
+
+fn unzip<A, B>(pairs: Vec<(A, B)>) -> (Vec<A>, Vec<B>) {
+    pairs.into_iter().unzip()
+}
+
+/// A dictionary-coded column gathered for one target, coded on first use so a partition's
+/// dictionary holds only the values it uses.
+fn recode(
+    layout: &Layout,
+    raw: &[Journeys],
+    column: impl Fn(&Journeys) -> (&Vec<u32>, &Dictionary),
+) -> (Vec<u32>, Dictionary) {
+    let mut dict = Dictionary::default();
+    let mut remaps = Remaps::new(raw.iter().map(|j| column(j).1.len()));
+    let codes = layout.rows(|p, e| {
+        let (codes, source) = column(&raw[p]);
+        let c = codes[e] as usize;
+        remaps.code(p, c, || dict.code(&source.values[c]))
+    });
+    (codes, dict)
+}
+
+/// Every property (or trait) column of `raw`, gathered per target partition, each taken
+/// out of `raw` once gathered. Every partition of one scan has the same columns.
+fn columns(
+    layouts: &[Layout],
+    raw: &mut [Journeys],
+    pick: impl Fn(&mut Journeys) -> &mut BTreeMap<String, PropertyColumn>,
+) -> Vec<BTreeMap<String, PropertyColumn>> {
+    let mut out: Vec<BTreeMap<String, PropertyColumn>> = vec![BTreeMap::new(); layouts.len()];
+    let Some(first) = raw.first_mut() else {
         return out;
     };
-    // Per source partition, its dictionary codes translated into this partition's, coded
-    // on first use so a partition's dictionaries hold only the values it uses.
-    let mut activity_codes = Remaps::new(raw.iter().map(|j| j.activities.len()));
-    let mut channel_codes = Remaps::new(raw.iter().map(|j| j.channels.len()));
-    let mut properties = Columns::new(&first.properties, raw, |j| &j.properties);
-    let mut traits = Columns::new(&first.traits, raw, |j| &j.traits);
-
-    let mut order: Vec<(i64, usize, usize)> = Vec::new();
-    let mut start = 0;
-    while start < pieces.len() {
-        let customer = pieces[start].0;
-        let end = start
-            + pieces[start..]
-                .iter()
-                .take_while(|(c, _, _)| *c == customer)
-                .count();
-        // Merge the cluster's pieces by time; the stable sort keeps key order among ties
-        // and each key's own arrival order.
-        order.clear();
-        for &(_, p, i) in &pieces[start..end] {
-            let j = &raw[p as usize];
-            order.extend(
-                j.customer_range(i as usize)
-                    .map(|e| (j.ts[e], p as usize, e)),
-            );
+    let names: Vec<String> = pick(first).keys().cloned().collect();
+    for name in names {
+        let sources: Vec<PropertyColumn> = raw
+            .iter_mut()
+            .map(|j| {
+                pick(j)
+                    .remove(&name)
+                    .expect("a column is in every partition of a scan")
+            })
+            .collect();
+        let gathered = gather(layouts, |l| match &sources[0] {
+            PropertyColumn::Num(_) => PropertyColumn::Num(l.rows(|p, e| match &sources[p] {
+                PropertyColumn::Num(v) => v[e],
+                PropertyColumn::Text { .. } => unreachable!("a column has one type in a scan"),
+            })),
+            PropertyColumn::Text { .. } => {
+                let mut dict = Dictionary::default();
+                let mut remaps = Remaps::new(sources.iter().map(|c| match c {
+                    PropertyColumn::Text { dict, .. } => dict.len(),
+                    PropertyColumn::Num(_) => 0,
+                }));
+                let codes = l.rows(|p, e| match &sources[p] {
+                    PropertyColumn::Text {
+                        codes,
+                        dict: source,
+                    } => match codes[e] as usize {
+                        0 => 0,
+                        c => remaps.code(p, c - 1, || dict.code(&source.values[c - 1])) + 1,
+                    },
+                    PropertyColumn::Num(_) => unreachable!("a column has one type in a scan"),
+                });
+                PropertyColumn::Text { codes, dict }
+            }
+        });
+        drop(sources);
+        for (target, column) in out.iter_mut().zip(gathered) {
+            target.insert(name.clone(), column);
         }
-        if end - start > 1 {
-            order.sort_by_key(|&(ts, _, _)| ts);
-        }
-        for &(ts, p, e) in &order {
-            let j = &raw[p];
-            out.ts.push(ts);
-            let a = j.activity[e] as usize;
-            out.activity
-                .push(activity_codes.code(p, a, || out.activities.code(&j.activities.values[a])));
-            let c = j.channel[e] as usize;
-            out.channel
-                .push(channel_codes.code(p, c, || out.channels.code(&j.channels.values[c])) as u16);
-            properties.push(p, e);
-            traits.push(p, e);
-        }
-        out.customers.push(customer);
-        out.offsets.push(out.ts.len() as u32);
-        start = end;
     }
-    out.properties = properties.finish();
-    out.traits = traits.finish();
     out
 }
 
@@ -133,68 +267,132 @@ impl Remaps {
     }
 }
 
-/// Property (or trait) columns being gathered from several partitions.
-struct Columns<'a> {
-    /// Per column, each source partition's column.
-    sources: Vec<Vec<&'a PropertyColumn>>,
-    /// Per column: name, the column being built, and for text columns the code remaps.
-    out: Vec<(String, PropertyColumn, Remaps)>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
 
-impl<'a> Columns<'a> {
-    fn new(
-        names: &BTreeMap<String, PropertyColumn>,
-        raw: &'a [Arc<Journeys>],
-        pick: impl Fn(&'a Journeys) -> &'a BTreeMap<String, PropertyColumn>,
-    ) -> Columns<'a> {
-        let mut sources = Vec::new();
-        let mut out = Vec::new();
-        for (name, shape) in names {
-            let cols: Vec<&PropertyColumn> = raw.iter().map(|j| &pick(j)[name]).collect();
-            let remaps = Remaps::new(cols.iter().map(|c| match c {
-                PropertyColumn::Text { dict, .. } => dict.len(),
-                PropertyColumn::Num(_) => 0,
-            }));
-            let col = match shape {
-                PropertyColumn::Num(_) => PropertyColumn::Num(Vec::new()),
-                PropertyColumn::Text { .. } => PropertyColumn::Text {
-                    codes: Vec::new(),
-                    dict: Dictionary::default(),
-                },
-            };
-            sources.push(cols);
-            out.push((name.clone(), col, remaps));
-        }
-        Columns { sources, out }
+    const PARTITIONS: u32 = 3;
+    const P: ProjectId = ProjectId::DEFAULT;
+
+    /// One event as an analysis sees it: time, activity, channel, a text and a number.
+    type Row = (i64, String, String, Option<String>, Option<u64>);
+
+    /// Journeys of `keys` (key → its events in arrival order) in their partitions.
+    fn journeys(keys: &BTreeMap<u64, Vec<Row>>) -> Vec<Journeys> {
+        (0..PARTITIONS)
+            .map(|partition| {
+                let mut j = Journeys {
+                    project: P,
+                    partition,
+                    customers: Vec::new(),
+                    offsets: vec![0],
+                    ts: Vec::new(),
+                    activity: Vec::new(),
+                    activities: Dictionary::default(),
+                    channel: Vec::new(),
+                    channels: Dictionary::default(),
+                    properties: BTreeMap::new(),
+                    traits: BTreeMap::new(),
+                };
+                let (mut text, mut dict, mut num) = (Vec::new(), Dictionary::default(), Vec::new());
+                for (&key, rows) in keys {
+                    if partition_of(P, CustomerId(key), PARTITIONS) != partition {
+                        continue;
+                    }
+                    for (ts, activity, channel, t, n) in rows {
+                        j.ts.push(*ts);
+                        j.activity.push(j.activities.code(activity));
+                        j.channel.push(j.channels.code(channel) as u16);
+                        text.push(t.as_ref().map_or(0, |t| dict.code(t) + 1));
+                        num.push(n.map_or(f64::NAN, |n| n as f64));
+                    }
+                    j.customers.push(CustomerId(key));
+                    j.offsets.push(j.ts.len() as u32);
+                }
+                j.properties
+                    .insert("topic".into(), PropertyColumn::Text { codes: text, dict });
+                j.traits.insert("spend".into(), PropertyColumn::Num(num));
+                j
+            })
+            .collect()
     }
 
-    fn push(&mut self, p: usize, e: usize) {
-        for (k, (_, col, remaps)) in self.out.iter_mut().enumerate() {
-            match (col, self.sources[k][p]) {
-                (PropertyColumn::Num(v), PropertyColumn::Num(src)) => v.push(src[e]),
-                (
-                    PropertyColumn::Text { codes, dict },
-                    PropertyColumn::Text {
-                        codes: src,
-                        dict: src_dict,
-                    },
-                ) => {
-                    let c = src[e] as usize;
-                    codes.push(if c == 0 {
-                        0
-                    } else {
-                        remaps.code(p, c - 1, || dict.code(&src_dict.values[c - 1])) + 1
-                    });
-                }
-                _ => unreachable!("a column has one type in every partition of one scan"),
+    /// Per customer, in its partition, its rows.
+    fn decoded(parts: &[Arc<Journeys>]) -> BTreeMap<u64, (u32, Vec<Row>)> {
+        let mut out = BTreeMap::new();
+        for j in parts {
+            let (PropertyColumn::Text { codes, dict }, PropertyColumn::Num(num)) =
+                (&j.properties["topic"], &j.traits["spend"])
+            else {
+                panic!("columns keep their types");
+            };
+            for (i, c) in j.customers.iter().enumerate() {
+                let rows = j
+                    .customer_range(i)
+                    .map(|e| {
+                        let text =
+                            (codes[e] > 0).then(|| dict.values[codes[e] as usize - 1].clone());
+                        let n = (!num[e].is_nan()).then(|| num[e] as u64);
+                        let (a, ch) = (j.activity[e] as usize, j.channel[e] as usize);
+                        (
+                            j.ts[e],
+                            j.activities.values[a].clone(),
+                            j.channels.values[ch].clone(),
+                            text,
+                            n,
+                        )
+                    })
+                    .collect();
+                assert!(out.insert(c.0, (j.partition, rows)).is_none(), "{c} twice");
             }
         }
+        out
     }
 
-    fn finish(self) -> BTreeMap<String, PropertyColumn> {
-        self.out
-            .into_iter()
-            .map(|(name, col, _)| (name, col))
-            .collect()
+    fn row() -> impl Strategy<Value = Row> {
+        (
+            0i64..6,
+            prop::sample::select(vec!["view", "cart", "buy"]),
+            prop::sample::select(vec!["web", "app", "phone"]),
+            prop::option::of(prop::sample::select(vec!["billing", "delivery"])),
+            prop::option::of(0u64..100),
+        )
+            .prop_map(|(ts, a, c, t, n)| (ts, a.into(), c.into(), t.map(String::from), n))
+    }
+
+    proptest! {
+        #[test]
+        fn regroup_equals_merging_each_clusters_events_by_time(
+            keys in prop::collection::btree_map(1u64..40, prop::collection::vec(row(), 1..5), 1..25)
+                // A key's journey is in time order, ties in arrival order.
+                .prop_map(|mut keys| {
+                    keys.values_mut().for_each(|rows| rows.sort_by_key(|r| r.0));
+                    keys
+                }),
+            groups in prop::collection::vec(0usize..6, 25),
+        ) {
+            // Keys in the same group form one cluster; its canonical id is its smallest key.
+            let mut clusters: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+            for (i, &key) in keys.keys().enumerate() {
+                clusters.entry(groups[i % groups.len()]).or_default().push(key);
+            }
+            let mut overlay = Overlay::new();
+            let mut expected = BTreeMap::new();
+            for members in clusters.values() {
+                let canonical = members[0];
+                for &k in &members[1..] {
+                    overlay.insert(CustomerId(k), CustomerId(canonical));
+                }
+                // Key order, then each key's arrival order; a stable sort by time.
+                let mut rows: Vec<Row> = members.iter().flat_map(|k| keys[k].clone()).collect();
+                rows.sort_by_key(|r| r.0);
+                let partition = partition_of(P, CustomerId(canonical), PARTITIONS);
+                expected.insert(canonical, (partition, rows));
+            }
+            let parts = regroup(P, journeys(&keys), &overlay);
+            prop_assert_eq!(parts.len(), PARTITIONS as usize);
+            prop_assert_eq!(decoded(&parts), expected);
+        }
     }
 }

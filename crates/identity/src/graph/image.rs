@@ -196,9 +196,10 @@ fn check_lists(
 ///
 /// Opening pays for this, so it works in dense `u32` columns (the walks jump at random,
 /// and 4-byte entries miss the cache far less than 64-byte nodes) and reuses them.
-fn check_unions(nodes: &[Node]) -> Result<(), IdentityError> {
+fn check_unions(nodes: &[Node]) -> Result<Vec<u32>, IdentityError> {
     let n = nodes.len();
-    let (mut links, mut root, mut flags) = (Vec::with_capacity(n), Vec::new(), Vec::new());
+    let (mut links, mut proot, mut root, mut flags) =
+        (Vec::with_capacity(n), Vec::new(), Vec::new(), Vec::new());
     let column = |links: &mut Vec<u32>, f: fn(&Node) -> u32| {
         links.clear();
         links.extend(nodes.iter().map(f));
@@ -214,16 +215,22 @@ fn check_unions(nodes: &[Node]) -> Result<(), IdentityError> {
         |x: usize, what: &str| Err(bad(format!("{what} {x} disagrees with its members")));
 
     column(&mut links, |x| x.pparent);
-    roots(&links, &mut root, "components")?;
+    roots(&links, &mut proot, "components")?;
     column(&mut links, |x| x.pnext);
-    check_lists(&root, &links, &mut flags, "component")?;
-    count(&mut links, &root, |_| 1);
-    if let Some(x) = (0..n).find(|&x| root[x] as usize == x && nodes[x].psize != links[x]) {
+    check_lists(&proot, &links, &mut flags, "component")?;
+    count(&mut links, &proot, |_| 1);
+    if let Some(x) = (0..n).find(|&x| proot[x] as usize == x && nodes[x].psize != links[x]) {
         return disagree(x, "component");
     }
 
     column(&mut links, |x| x.cparent);
     roots(&links, &mut root, "clusters")?;
+    // A cluster lies within one component: replaying a component rebuilds its clusters.
+    if let Some(x) = (0..n).find(|&x| proot[x] != proot[root[x] as usize]) {
+        return Err(bad(format!(
+            "identifier {x} is clustered outside its component"
+        )));
+    }
     column(&mut links, |x| x.cnext);
     check_lists(&root, &links, &mut flags, "cluster")?;
     count(&mut links, &root, |_| 1);
@@ -251,6 +258,78 @@ fn check_unions(nodes: &[Node]) -> Result<(), IdentityError> {
     if let Some(x) = (0..n).find(|&x| root[x] as usize == x && nodes[x].cmin != NO_KEY && !flags[x])
     {
         return disagree(x, "cluster");
+    }
+    Ok(proot)
+}
+
+/// Evidence agrees with the components: its linkable identifiers are in one component,
+/// whose circular evidence list holds it (evidence without two linkable identifiers is
+/// marked so, and evidence without any is alone), each component with evidence has one
+/// list entered at its root, and a root's last applied evidence is its own. Replaying a
+/// component walks exactly these lists.
+fn check_evidence(g: &IdentityGraph, mut proot: Vec<u32>) -> Result<(), IdentityError> {
+    // The component of each linkable identifier, NONE for a blocked one: evidence looks up
+    // millions of identifiers at random, in 4 bytes each instead of a 64-byte node.
+    for (root, node) in proot.iter_mut().zip(&g.nodes) {
+        if node.flags & NODE_BLOCKED != 0 {
+            *root = NONE;
+        }
+    }
+    let proot = proot;
+    let owner: Vec<u32> = (0..g.evs.len() as u32)
+        .map(|x| {
+            let mut linkable = g
+                .ev_list(x)
+                .iter()
+                .map(|&m| proot[m as usize])
+                .filter(|&r| r != NONE);
+            let owner = linkable.next().unwrap_or(NONE);
+            let (mut multi, mut apart) = (false, false);
+            for r in linkable {
+                multi = true;
+                apart |= r != owner;
+            }
+            if apart || multi != g.multi(x) {
+                return Err(bad(format!("evidence {x} disagrees with the components")));
+            }
+            Ok(owner)
+        })
+        .collect::<Result<_, _>>()?;
+    for (x, &r) in owner.iter().enumerate() {
+        let next = g.evs[x].next as usize;
+        if (r == NONE && next != x) || owner[next] != r {
+            return Err(bad(format!(
+                "the evidence list of evidence {x} leaves its component"
+            )));
+        }
+    }
+    let mut seen = vec![false; owner.len()];
+    let mut lists = 0;
+    for start in 0..owner.len() {
+        if seen[start] || owner[start] == NONE {
+            continue;
+        }
+        lists += 1;
+        let mut x = start;
+        while !std::mem::replace(&mut seen[x], true) {
+            x = g.evs[x].next as usize;
+        }
+    }
+    let mut entered = 0;
+    for (r, node) in g.nodes.iter().enumerate() {
+        let mine = |x: u32| x == NONE || owner[x as usize] == r as u32;
+        if proot[r] as usize != r {
+            continue;
+        }
+        if !mine(node.pev) || !mine(node.plast) {
+            return Err(bad(format!("component {r} names evidence of another")));
+        }
+        entered += usize::from(node.pev != NONE);
+    }
+    if lists != entered {
+        return Err(bad(format!(
+            "{lists} evidence lists for {entered} components with evidence"
+        )));
     }
     Ok(())
 }
@@ -401,7 +480,7 @@ impl IdentityGraph {
             g.nodes.push(node);
         }
         drop(nodes);
-        check_unions(&g.nodes)?;
+        let proot = check_unions(&g.nodes)?;
         g.values = g.nodes.iter().map(|n| n.kind).zip(values).collect();
 
         let refs = records(&ev_nodes, 4, "evidence identifiers")?;
@@ -445,6 +524,7 @@ impl IdentityGraph {
         }
         drop(evs);
         check_permutation(ev_count, |x| g.evs[x].next as usize, "evidence")?;
+        check_evidence(&g, proot)?;
         g.events = events.into_owned();
 
         let mut map = RefusalMap::default();
@@ -575,9 +655,9 @@ mod tests {
         let n = g.nodes.len();
         assert!(n >= 8);
         let expected = g.clusters();
-        // cmin, key, then kind, pparent, psize, pnext, pev, plast, cparent, csize, cstrong,
-        // cnext: every union-find field, set to every node id (and a few sizes past them).
-        let fields = [0, 20, 24, 28, 40, 44, 48, 52];
+        // cmin, pparent, psize, pnext, pev, plast, cparent, csize, cstrong, cnext: every
+        // union-find field, set to every node id (and a few past them).
+        let fields = [0, 20, 24, 28, 32, 36, 40, 44, 48, 52];
         let (mut refused, mut opened) = (0, 0);
         for node in 0..n {
             for at in fields {
