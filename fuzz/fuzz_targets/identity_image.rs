@@ -1,10 +1,11 @@
 //! Identity graph images, as a snapshot file holds them: a graph built from the input's
 //! first bytes, its image damaged by the rest, must be refused or open into a graph that
-//! answers and takes evidence — never a panic, an overflow or a hang.
+//! answers and takes evidence, and cutting one component out of it (what a customer view
+//! does) is refused or answers — never a panic, an overflow or a hang.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use omnitrail_identity::{Evidence, GraphImage, Guardrails, IdentityGraph, Source};
+use omnitrail_identity::{Cut, Evidence, GraphImage, Guardrails, IdentityGraph, Source};
 use omnitrail_model::{CustomerId, Identifier, IdentifierKind, Timestamp};
 
 const KINDS: [&str; 5] = ["user_id", "email", "anonymous_id", "device_id", "loyalty_card"];
@@ -46,6 +47,17 @@ fuzz_target!(|data: &[u8]| {
     let Ok(image) = postcard::from_bytes::<GraphImage>(&bytes) else {
         return;
     };
+    for byte in 0..40 {
+        if let Ok(Cut::Component(cut)) = image.cut_at(&identifier(byte)) {
+            let _ = cut.customer_of(&identifier(byte));
+        }
+    }
+    for key in 1..=64 {
+        if let Ok(Cut::Component(cut)) = image.cut_at_key(CustomerId(key)) {
+            let _ = cut.cluster(CustomerId(key));
+        }
+    }
+    let _ = image.candidates("v1");
     let Ok(mut opened) = IdentityGraph::open_image(Guardrails::default(), image) else {
         return;
     };

@@ -15,8 +15,8 @@ use crate::customer::{IdentifierView, LinkView};
 use crate::resolve::Overlay;
 use crate::AppError;
 use omnitrail_identity::{
-    Decision, Evidence, EvidenceId, GraphImage, Guardrails, IdentityError, IdentityGraph,
-    Persisted, Snapshot, Source,
+    Cluster, Cut, Decision, Evidence, EvidenceId, GraphImage, Guardrails, IdentityError,
+    IdentityGraph, Persisted, Snapshot, Source,
 };
 use omnitrail_model::{CustomerId, Event, Identifier, ProjectId};
 use omnitrail_store::{EvidenceRow, IdentityRevision, IdentitySnapshot, PrimaryRule, Store};
@@ -38,6 +38,107 @@ pub(crate) struct Identities {
     /// Per project, the revision of its newest snapshot on disk and the identity rows
     /// written since (what opening would read on top of it).
     checkpoints: Mutex<HashMap<ProjectId, Checkpoint>>,
+    /// Per project its settled snapshot, mapped, while no graph is read: analyses take its
+    /// overlay and customer views cut their component out of its image, each checked and
+    /// parsed once for as long as the snapshot stays settled.
+    settled_snapshots: Mutex<HashMap<ProjectId, Arc<SettledSnapshot>>>,
+}
+
+/// A project's snapshot while it is settled (see [`Identities::settled`]).
+struct SettledSnapshot {
+    snap: IdentitySnapshot,
+    overlay: OnceLock<Result<Arc<Overlay>, String>>,
+}
+
+/// What a settled snapshot holds of a project.
+enum SettledProject {
+    /// The snapshots are not settled, or this one predates sections: ask the graph.
+    No,
+    /// Not one identity row: no key maps elsewhere.
+    Empty,
+    Snapshot(Arc<SettledSnapshot>),
+}
+
+/// What resolving an agent's text and showing a customer need of identity: the graph, or
+/// a settled image cut one component at a time. `None` means this source cannot tell (a
+/// blocklisted identifier in an image, or a damaged one) and the graph must answer.
+trait Lookup {
+    fn cluster(&self, customer: CustomerId) -> Option<Option<Cluster>>;
+    fn customer_of(&self, id: &Identifier) -> Option<Option<CustomerId>>;
+    fn candidates(&self, raw: &str) -> Option<Vec<Identifier>>;
+}
+
+impl Lookup for IdentityGraph {
+    fn cluster(&self, customer: CustomerId) -> Option<Option<Cluster>> {
+        Some(IdentityGraph::cluster(self, customer))
+    }
+    fn customer_of(&self, id: &Identifier) -> Option<Option<CustomerId>> {
+        Some(IdentityGraph::customer_of(self, id))
+    }
+    fn candidates(&self, raw: &str) -> Option<Vec<Identifier>> {
+        Some(IdentityGraph::find(self, raw))
+    }
+}
+
+/// A settled image of a project, read one component at a time.
+struct ImageLookup<'a>(GraphImage<'a>, ProjectId);
+
+impl ImageLookup<'_> {
+    fn cut<T>(
+        &self,
+        cut: Result<Cut, IdentityError>,
+        answer: impl FnOnce(&omnitrail_identity::ComponentGraph) -> T,
+    ) -> Option<Option<T>> {
+        match cut {
+            Ok(Cut::Component(c)) => Some(Some(answer(&c))),
+            Ok(Cut::NotFound) => Some(None),
+            Ok(Cut::Blocked) => None,
+            Err(e) => {
+                tracing::warn!(
+                    "the identity snapshot of project {} is unusable: {e}; reading the graph",
+                    self.1 .0
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Lookup for ImageLookup<'_> {
+    fn cluster(&self, customer: CustomerId) -> Option<Option<Cluster>> {
+        self.cut(self.0.cut_at_key(customer), |c| c.cluster(customer))
+            .map(Option::flatten)
+    }
+    fn customer_of(&self, id: &Identifier) -> Option<Option<CustomerId>> {
+        self.cut(self.0.cut_at(id), |c| c.customer_of(id))
+            .map(Option::flatten)
+    }
+    fn candidates(&self, raw: &str) -> Option<Vec<Identifier>> {
+        self.0.candidates(raw).ok()
+    }
+}
+
+/// The customers `text` may mean (see [`Identities::find`]), or `None` when `lookup`
+/// cannot tell.
+fn find_in(lookup: &dyn Lookup, text: &str) -> Option<Vec<(CustomerId, Identifier)>> {
+    let mut found: BTreeMap<CustomerId, Identifier> = BTreeMap::new();
+    if let Some(n) = text.strip_prefix('c').and_then(|n| n.parse::<u64>().ok()) {
+        if let Some(c) = lookup.cluster(CustomerId(n))? {
+            if let (Some(customer), Some(first)) = (c.customer, c.identifiers.first()) {
+                found.insert(customer, first.clone());
+            }
+        }
+    }
+    let candidates = match Identifier::parse_qualified(text) {
+        Ok(id) => vec![id],
+        Err(_) => lookup.candidates(text)?,
+    };
+    for id in candidates {
+        if let Some(c) = lookup.customer_of(&id)? {
+            found.entry(c).or_insert(id);
+        }
+    }
+    Some(found.into_iter().collect())
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -115,6 +216,66 @@ pub(crate) struct ClusterView {
     pub identifiers: Vec<IdentifierView>,
     pub links: Vec<LinkView>,
     pub keys: Vec<CustomerId>,
+}
+
+/// A customer's identity as the customer view shows it; `customer` alone when the graph
+/// does not know it.
+fn cluster_view(cluster: Option<Cluster>, customer: CustomerId) -> ClusterView {
+    let Some(cluster) = cluster else {
+        return ClusterView {
+            identifiers: Vec::new(),
+            links: Vec::new(),
+            keys: vec![customer],
+        };
+    };
+    let links = cluster
+        .evidence
+        .iter()
+        .filter(|e| e.decision != Decision::Single)
+        .map(|e| {
+            let (decision, reason) = match &e.decision {
+                Decision::Linked { merged: true } => ("merged", None),
+                Decision::Linked { merged: false } => ("linked", None),
+                Decision::Refused(r) => ("refused", Some(r.to_string())),
+                Decision::Revoked => ("revoked", None),
+                Decision::Single => ("single", None),
+            };
+            let reason = match (decision, e.refusals.first()) {
+                ("linked" | "merged", Some(r)) => Some(format!("partly refused: {r}")),
+                _ => reason,
+            };
+            LinkView {
+                evidence: e.id.0,
+                source: e.evidence.source.as_str().into(),
+                at: e.evidence.at,
+                event: e.evidence.event.clone(),
+                identifiers: e
+                    .evidence
+                    .identifiers
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect(),
+                decision: decision.into(),
+                reason,
+            }
+        })
+        .collect();
+    ClusterView {
+        identifiers: cluster
+            .identifiers
+            .iter()
+            .map(|i| IdentifierView {
+                kind: i.kind.to_string(),
+                value: i.value.to_string(),
+            })
+            .collect(),
+        links,
+        keys: if cluster.keys.is_empty() {
+            vec![customer]
+        } else {
+            cluster.keys
+        },
+    }
 }
 
 fn parse_source(s: &str) -> Source {
@@ -230,6 +391,7 @@ impl Identities {
             overlays: RwLock::new(HashMap::new()),
             loaded: OnceLock::new(),
             checkpoints: Mutex::new(HashMap::new()),
+            settled_snapshots: Mutex::new(HashMap::new()),
         }
     }
 
@@ -650,6 +812,8 @@ impl Identities {
         }
         self.recover_lost_keys(store)?;
         self.changed();
+        // The graphs answer from now on; the mappings would only hold pages.
+        lock(&self.settled_snapshots).clear();
         // A rebuild (or a long way from the last snapshot) is not paid again next time.
         if let Err(e) = self.checkpoint_loaded(store, false) {
             tracing::warn!("could not write the identity snapshot: {e}");
@@ -695,27 +859,22 @@ impl Identities {
         &self,
         store: &Store,
         project: ProjectId,
-    ) -> Result<Option<Overlay>, AppError> {
-        let Some(projects) = self.settled(store)? else {
-            return Ok(None);
+    ) -> Result<Option<Arc<Overlay>>, AppError> {
+        let settled = match self.settled_project(store, project)? {
+            SettledProject::No => return Ok(None),
+            SettledProject::Empty => return Ok(Some(Arc::new(Overlay::new()))),
+            SettledProject::Snapshot(settled) => settled,
         };
-        let Some((_, snap, _)) = projects.into_iter().find(|(p, ..)| *p == project) else {
-            return Ok(Some(Overlay::new()));
-        };
-        let Some(snap) = snap else {
-            // No identity row at all: no key maps elsewhere.
-            return Ok(Some(Overlay::new()));
-        };
-        if snap.is_version_1() || snap.sections() != SECTIONS {
-            // Written before overlays: only the graph can tell.
-            return Ok(None);
-        }
-        match snap
-            .section(OVERLAY)
-            .map_err(|e| e.to_string())
-            .and_then(parse_overlay)
-        {
-            Ok(overlay) => Ok(Some(overlay)),
+        let overlay = settled.overlay.get_or_init(|| {
+            settled
+                .snap
+                .section(OVERLAY)
+                .map_err(|e| e.to_string())
+                .and_then(parse_overlay)
+                .map(Arc::new)
+        });
+        match overlay {
+            Ok(overlay) => Ok(Some(overlay.clone())),
             Err(e) => {
                 tracing::warn!(
                     "the identity snapshot of project {} is unusable: {e}",
@@ -724,6 +883,42 @@ impl Identities {
                 Ok(None)
             }
         }
+    }
+
+    /// The project's snapshot if the snapshots are settled: the one mapped before while it
+    /// is still the one on disk (same revision and epoch), so that its sections are checked
+    /// and parsed once.
+    fn settled_project(
+        &self,
+        store: &Store,
+        project: ProjectId,
+    ) -> Result<SettledProject, AppError> {
+        let Some(projects) = self.settled(store)? else {
+            return Ok(SettledProject::No);
+        };
+        let Some((_, snap, _)) = projects.into_iter().find(|(p, ..)| *p == project) else {
+            return Ok(SettledProject::Empty);
+        };
+        let Some(snap) = snap else {
+            return Ok(SettledProject::Empty);
+        };
+        if snap.is_version_1() || snap.sections() != SECTIONS {
+            // Written before overlays and images: only the graph can tell.
+            return Ok(SettledProject::No);
+        }
+        let mut cache = lock(&self.settled_snapshots);
+        let settled = match cache.get(&project) {
+            Some(cached) if cached.snap.at == snap.at => cached.clone(),
+            _ => {
+                let fresh = Arc::new(SettledSnapshot {
+                    snap,
+                    overlay: OnceLock::new(),
+                });
+                cache.insert(project, fresh.clone());
+                fresh
+            }
+        };
+        Ok(SettledProject::Snapshot(settled))
     }
 
     /// Every project's snapshot and summary when they are the whole truth: each snapshot at
@@ -982,7 +1177,6 @@ impl Identities {
         if self.loaded.get().is_none() {
             // Analyses need only the overlay, which a settled snapshot holds on its own.
             if let Some(overlay) = self.overlay_from_snapshots(store, project)? {
-                let overlay = Arc::new(overlay);
                 self.overlays
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
@@ -1024,29 +1218,50 @@ impl Identities {
         project: ProjectId,
         text: &str,
     ) -> Result<Vec<(CustomerId, Identifier)>, AppError> {
+        if let Some(found) = self.with_image(store, project, |image| find_in(image, text))? {
+            return Ok(found);
+        }
         self.ensure_loaded(store)?;
         let graphs = self.read();
-        let Some(graph) = graphs.get(&project) else {
-            return Ok(Vec::new());
+        Ok(graphs
+            .get(&project)
+            .and_then(|graph| find_in(graph, text))
+            .unwrap_or_default())
+    }
+
+    /// `answer` from the project's settled image while no graph is read (a customer view in
+    /// a fresh process or a server that has not ingested: one component instead of the
+    /// whole graph); `None` when the graph must answer.
+    fn with_image<T>(
+        &self,
+        store: &Store,
+        project: ProjectId,
+        answer: impl FnOnce(&ImageLookup) -> Option<T>,
+    ) -> Result<Option<T>, AppError> {
+        if self.loaded.get().is_some() {
+            return Ok(None);
+        }
+        let SettledProject::Snapshot(settled) = self.settled_project(store, project)? else {
+            return Ok(None);
         };
-        let mut found: BTreeMap<CustomerId, Identifier> = BTreeMap::new();
-        if let Some(n) = text.strip_prefix('c').and_then(|n| n.parse::<u64>().ok()) {
-            if let Some(c) = graph.cluster(CustomerId(n)) {
-                if let (Some(customer), Some(first)) = (c.customer, c.identifiers.first()) {
-                    found.insert(customer, first.clone());
-                }
+        let image = settled
+            .snap
+            .section(IMAGE)
+            .map_err(|e| e.to_string())
+            .and_then(|b| postcard::from_bytes::<GraphImage>(b).map_err(|e| e.to_string()));
+        match image {
+            Ok(image) if image.guardrails() == &self.guardrails => {
+                Ok(answer(&ImageLookup(image, project)))
+            }
+            Ok(_) => Ok(None),
+            Err(e) => {
+                tracing::warn!(
+                    "the identity snapshot of project {} is unusable: {e}; reading the graph",
+                    project.0
+                );
+                Ok(None)
             }
         }
-        let candidates = match Identifier::parse_qualified(text) {
-            Ok(id) => vec![id],
-            Err(_) => graph.find(text),
-        };
-        for id in candidates {
-            if let Some(c) = graph.customer_of(&id) {
-                found.entry(c).or_insert(id);
-            }
-        }
-        Ok(found.into_iter().collect())
     }
 
     /// Identifiers, links with their evidence, and write-time keys of a customer.
@@ -1056,63 +1271,13 @@ impl Identities {
         project: ProjectId,
         customer: CustomerId,
     ) -> Result<ClusterView, AppError> {
+        if let Some(cluster) = self.with_image(store, project, |image| image.cluster(customer))? {
+            return Ok(cluster_view(cluster, customer));
+        }
         self.ensure_loaded(store)?;
         let graphs = self.read();
-        let Some(cluster) = graphs.get(&project).and_then(|g| g.cluster(customer)) else {
-            return Ok(ClusterView {
-                identifiers: Vec::new(),
-                links: Vec::new(),
-                keys: vec![customer],
-            });
-        };
-        let links = cluster
-            .evidence
-            .iter()
-            .filter(|e| e.decision != Decision::Single)
-            .map(|e| {
-                let (decision, reason) = match &e.decision {
-                    Decision::Linked { merged: true } => ("merged", None),
-                    Decision::Linked { merged: false } => ("linked", None),
-                    Decision::Refused(r) => ("refused", Some(r.to_string())),
-                    Decision::Revoked => ("revoked", None),
-                    Decision::Single => ("single", None),
-                };
-                let reason = match (decision, e.refusals.first()) {
-                    ("linked" | "merged", Some(r)) => Some(format!("partly refused: {r}")),
-                    _ => reason,
-                };
-                LinkView {
-                    evidence: e.id.0,
-                    source: e.evidence.source.as_str().into(),
-                    at: e.evidence.at,
-                    event: e.evidence.event.clone(),
-                    identifiers: e
-                        .evidence
-                        .identifiers
-                        .iter()
-                        .map(|i| i.to_string())
-                        .collect(),
-                    decision: decision.into(),
-                    reason,
-                }
-            })
-            .collect();
-        Ok(ClusterView {
-            identifiers: cluster
-                .identifiers
-                .iter()
-                .map(|i| IdentifierView {
-                    kind: i.kind.to_string(),
-                    value: i.value.to_string(),
-                })
-                .collect(),
-            links,
-            keys: if cluster.keys.is_empty() {
-                vec![customer]
-            } else {
-                cluster.keys
-            },
-        })
+        let cluster = graphs.get(&project).and_then(|g| g.cluster(customer));
+        Ok(cluster_view(cluster, customer))
     }
 
     /// Splits `id` off its customer and persists the revocations.

@@ -196,3 +196,45 @@ fn analyses_on_a_settled_snapshot_read_its_overlay_and_not_the_graph() {
     assert_eq!(journeys(&reader), expected);
     assert!(reader.identity_graphs_loaded());
 }
+
+#[test]
+fn customer_views_on_a_settled_snapshot_cut_their_component_out_of_the_image() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let writer = common::demo(dir.path(), 150);
+    let page = TimelineQuery::default();
+    let mut lookups: Vec<String> = (1..=150).step_by(7).map(|c| format!("c{c}")).collect();
+    let merged = writer.customer(P, "c42", &page).expect("c42");
+    assert!(merged.links.len() > 1, "the demo's customers are linked");
+    lookups.extend(merged.identifiers.iter().map(|i| i.value.clone()));
+    lookups.push("nobody@example.com".into());
+    let view = |app: &App| -> Vec<String> {
+        lookups
+            .iter()
+            .map(|who| match app.customer(P, who, &page) {
+                Ok(v) => format!("{v:?}"),
+                Err(e) => format!("{who}: {e}"),
+            })
+            .collect()
+    };
+    let expected = view(&writer);
+    assert!(expected.iter().any(|v| v.contains("evidence")));
+
+    let reader = App::open_read_only(dir.path(), options()).expect("reader");
+    assert_eq!(view(&reader), expected);
+    assert!(
+        !reader.identity_graphs_loaded(),
+        "the views came from the snapshot's image"
+    );
+
+    // A damaged image is not trusted: the graph answers, the same.
+    drop(writer);
+    let path = common::snapshot_file(dir.path());
+    let mut bytes = std::fs::read(&path).expect("snapshot");
+    // The image is the last section.
+    let inside = bytes.len() - 100;
+    bytes[inside] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("damage");
+    let reader = App::open_read_only(dir.path(), options()).expect("reader");
+    assert_eq!(view(&reader), expected);
+    assert!(reader.identity_graphs_loaded());
+}

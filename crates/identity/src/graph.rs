@@ -32,7 +32,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
+mod component;
 mod image;
+pub use component::{ComponentGraph, Cut};
 pub use image::GraphImage;
 
 /// A multiplicative hasher for the `u32` evidence ids keying the refusals map: replays
@@ -249,6 +251,29 @@ impl Tracker {
         self.evidence.clear();
         changed
     }
+}
+
+/// The event reference stored at `at` in an event arena (a LEB128 length and UTF-8 bytes),
+/// `None` for [`NO_EVENT`] or bytes that are not one.
+fn event_at(arena: &[u8], at: u64) -> Option<&str> {
+    if at == NO_EVENT {
+        return None;
+    }
+    let mut i = usize::try_from(at).ok()?;
+    let (mut len, mut shift) = (0usize, 0u32);
+    loop {
+        let byte = *arena.get(i)?;
+        i += 1;
+        len |= usize::from(byte & 0x7f).checked_shl(shift)?;
+        shift += 7;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    // The arena only ever receives whole `&str`s, so this is valid UTF-8 unless damaged.
+    arena
+        .get(i..i.checked_add(len)?)
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
 }
 
 /// A pure, deterministic identity graph; see the crate documentation for the model.
@@ -548,24 +573,7 @@ impl IdentityGraph {
     }
 
     fn event(&self, x: u32) -> Option<&str> {
-        let at = self.ev(x).event;
-        if at == NO_EVENT {
-            return None;
-        }
-        let mut i = at as usize;
-        let (mut len, mut shift) = (0usize, 0);
-        while let Some(&byte) = self.events.get(i) {
-            i += 1;
-            len |= usize::from(byte & 0x7f) << shift;
-            shift += 7;
-            if byte & 0x80 == 0 {
-                break;
-            }
-        }
-        // The arena only ever receives whole `&str`s, so this is always valid UTF-8.
-        self.events
-            .get(i..i + len)
-            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        event_at(&self.events, self.ev(x).event)
     }
 
     /// Appends evidence whose node list is in identifier order and joins its potential

@@ -106,6 +106,39 @@ impl IdIndex {
         Ok(IdIndex { slots, len })
     }
 
+    /// [`IdIndex::find`] on slots as [`IdIndex::to_bytes`] wrote them, read in place. A
+    /// probe visits each slot at most once, so damaged slots end it too.
+    pub(crate) fn find_in_bytes(
+        bytes: &[u8],
+        hash: u64,
+        mut eq: impl FnMut(u32) -> bool,
+    ) -> Result<Option<u32>, String> {
+        let n = bytes.len() / 8;
+        if !bytes.len().is_multiple_of(8) || (n != 0 && !n.is_power_of_two()) {
+            return Err(format!(
+                "{} bytes are not a power of two of slots",
+                bytes.len()
+            ));
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        let tag = tag_of(hash);
+        let mut i = tag as usize & (n - 1);
+        for _ in 0..n {
+            let s = &bytes[i * 8..i * 8 + 8];
+            let id = u32::from_le_bytes([s[4], s[5], s[6], s[7]]);
+            if id == NONE {
+                return Ok(None);
+            }
+            if u32::from_le_bytes([s[0], s[1], s[2], s[3]]) == tag && eq(id) {
+                return Ok(Some(id));
+            }
+            i = (i + 1) & (n - 1);
+        }
+        Ok(None)
+    }
+
     fn grow(&mut self) {
         let size = slots_for(self.len + 1).max(self.slots.len() * 2);
         let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);

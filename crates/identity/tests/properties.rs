@@ -5,7 +5,7 @@ mod common;
 
 use common::{id, observed, reference};
 use omnitrail_identity::{
-    Changed, Evidence, EvidenceId, GraphImage, Guardrails, IdentityGraph, Persisted, Snapshot,
+    Changed, Cut, Evidence, EvidenceId, GraphImage, Guardrails, IdentityGraph, Persisted, Snapshot,
     Source,
 };
 use omnitrail_model::{CustomerId, Identifier, IdentifierKind, Timestamp};
@@ -422,6 +422,47 @@ proptest! {
     }
 
     #[test]
+    fn a_cut_of_an_image_answers_for_its_customers_as_the_whole_graph(
+        ops in any_order_ops(),
+        variant in 0u8..3,
+        undo in prop::collection::vec((0u64..40, 0..universe().len()), 0..4),
+    ) {
+        let mut graph = build_one_by_one(&guardrails(variant), &ops);
+        for (r, u) in &undo {
+            let _ = graph.revoke(EvidenceId(*r));
+            let _ = graph.unmerge(&universe()[*u]);
+        }
+        let image = graph.image();
+        for raw in ["u1", "E1@X.COM", "+1 555 123 0001", "t1", "null"] {
+            prop_assert_eq!(image.candidates(raw).unwrap(), graph.candidates(raw));
+        }
+        for i in universe() {
+            match image.cut_at(&i).unwrap() {
+                Cut::Component(cut) => {
+                    prop_assert_eq!(cut.customer_of(&i), graph.customer_of(&i), "{}", i);
+                }
+                Cut::NotFound => prop_assert!(graph.find(&i.value).iter().all(|f| f != &i)),
+                Cut::Blocked => prop_assert!(graph.lookup(Some(&i.kind), &i.value).contains(&i)),
+            }
+        }
+        let keys: BTreeSet<CustomerId> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Key(_, k) => Some(*k),
+                Op::Observe(_) => None,
+            })
+            .chain([CustomerId(999_999)])
+            .collect();
+        for key in keys {
+            match image.cut_at_key(key).unwrap() {
+                Cut::Component(cut) => prop_assert_eq!(cut.cluster(key), graph.cluster(key)),
+                Cut::NotFound => prop_assert_eq!(graph.cluster(key), None),
+                Cut::Blocked => prop_assert!(graph.cluster(key).is_some()),
+            }
+        }
+    }
+
+    #[test]
     fn a_damaged_image_is_refused_or_opens_but_never_panics_or_hangs(
         ops in any_order_ops(),
         flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
@@ -433,6 +474,17 @@ proptest! {
             bytes[i] ^= mask;
         }
         if let Ok(image) = postcard::from_bytes::<GraphImage>(&bytes) {
+            // Cutting a component out of it is refused or answers, never panics or hangs.
+            for i in universe() {
+                if let Ok(Cut::Component(cut)) = image.cut_at(&i) {
+                    let _ = cut.customer_of(&i);
+                }
+            }
+            for k in 0..12 {
+                if let Ok(Cut::Component(cut)) = image.cut_at_key(CustomerId(k)) {
+                    let _ = cut.cluster(CustomerId(k));
+                }
+            }
             if let Ok(mut opened) = IdentityGraph::open_image(guardrails(0), image) {
                 // Whatever opened answers questions and takes evidence without panicking.
                 let _ = opened.clusters();

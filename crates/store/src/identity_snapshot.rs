@@ -16,12 +16,15 @@ use crate::{lock, Store, StoreError};
 use omnitrail_model::ProjectId;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 pub const IDENTITY_DIR: &str = "identity";
 const MAGIC_V1: &[u8; 8] = b"OTIDS\0\0\x01";
 const MAGIC: &[u8; 8] = b"OTIDS\0\0\x02";
 /// Version 2: magic, revision, epoch, section count, header CRC.
 const HEADER: usize = 8 + 8 + 8 + 4 + 4;
+/// Bytes of a section checksummed before their pages are handed back.
+const CHECK_PIECE: usize = 16 << 20;
 /// Version 1: magic, revision, epoch, payload length.
 const HEADER_V1: usize = 8 + 8 + 8 + 8;
 
@@ -39,6 +42,9 @@ pub struct IdentitySnapshot {
     map: memmap2::Mmap,
     /// Per section its bytes and stored CRC (`None`: checked with the whole file, version 1).
     sections: Vec<(Range<usize>, Option<u32>)>,
+    /// Per section whether its checksum matched, once computed: a mapping kept for many
+    /// reads (a server's customer views) checks a large section once.
+    checked: Vec<OnceLock<bool>>,
 }
 
 impl IdentitySnapshot {
@@ -53,17 +59,52 @@ impl IdentitySnapshot {
         self.sections.first().is_some_and(|(_, crc)| crc.is_none())
     }
 
-    /// Section `i`, its checksum verified: [`StoreError::Corrupt`] when it does not match.
-    /// Panics when `i` is not below [`IdentitySnapshot::sections`].
+    /// Section `i`, its checksum verified (on the first read of it): [`StoreError::Corrupt`]
+    /// when it does not match. Panics when `i` is not below [`IdentitySnapshot::sections`].
     pub fn section(&self, i: usize) -> Result<&[u8], StoreError> {
         let (range, crc) = &self.sections[i];
         let bytes = &self.map[range.clone()];
-        match crc {
-            Some(crc) if crc32fast::hash(bytes) != *crc => Err(StoreError::Corrupt {
+        let intact = *self.checked[i].get_or_init(|| match crc {
+            Some(crc) => {
+                // In pieces, each handed back once hashed, so checking a large section
+                // never holds all of it.
+                let mut hasher = crc32fast::Hasher::new();
+                for start in range.clone().step_by(CHECK_PIECE) {
+                    let piece = start..(start + CHECK_PIECE).min(range.end);
+                    hasher.update(&self.map[piece.clone()]);
+                    self.release(&piece);
+                }
+                hasher.finalize() == *crc
+            }
+            None => true,
+        });
+        if !intact {
+            return Err(StoreError::Corrupt {
                 path: self.path.clone(),
                 reason: format!("identity snapshot section {i} checksum mismatch"),
-            }),
-            _ => Ok(bytes),
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+impl IdentitySnapshot {
+    /// Hands the pages of `range` back once checked: a customer view reads a few pages of a
+    /// section hundreds of MB long, and the rest, faulted in by the checksum, would
+    /// otherwise count as the process's memory for as long as the snapshot stays mapped.
+    fn release(&self, range: &Range<usize>) {
+        #[cfg(unix)]
+        {
+            // SAFETY: the mapping is shared, read-only and of a file never written in place
+            // (see `IdentitySnapshot`): pages dropped here are read again from the file, with
+            // the same bytes, when next touched, so no reference into it sees a change.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    range.start,
+                    range.len(),
+                )
+            };
         }
     }
 }
@@ -212,6 +253,7 @@ impl Store {
             at,
             path,
             map,
+            checked: sections.iter().map(|_| OnceLock::new()).collect(),
             sections,
         }))
     }

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 /// Bytes of one [`Node`] and one [`Ev`] record, little-endian, fields in declaration order.
-const NODE_BYTES: usize = 8 + 8 + 4 * 10 + 2;
-const EV_BYTES: usize = 8 + 8 + 4 * 3 + 2;
+pub(super) const NODE_BYTES: usize = 8 + 8 + 4 * 10 + 2;
+pub(super) const EV_BYTES: usize = 8 + 8 + 4 * 3 + 2;
 
 /// A graph's columns, serializable; see the module documentation. Built by
 /// [`IdentityGraph::image`], opened by [`IdentityGraph::open_image`], which checks every
@@ -28,26 +28,31 @@ const EV_BYTES: usize = 8 + 8 + 4 * 3 + 2;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GraphImage<'a> {
-    guardrails: Guardrails,
+    pub(super) guardrails: Guardrails,
     /// Kinds registered after the built-in ones, in registration order.
-    kinds: Vec<IdentifierKind>,
+    pub(super) kinds: Vec<IdentifierKind>,
     #[serde(borrow, with = "serde_bytes")]
-    nodes: Cow<'a, [u8]>,
-    values: Vec<Text>,
+    pub(super) nodes: Cow<'a, [u8]>,
+    /// Identifier values concatenated, and where each ends (`u64` LE): any one can be read
+    /// without decoding the others.
     #[serde(borrow, with = "serde_bytes")]
-    evs: Cow<'a, [u8]>,
+    pub(super) value_bytes: Cow<'a, [u8]>,
     #[serde(borrow, with = "serde_bytes")]
-    ev_nodes: Cow<'a, [u8]>,
+    pub(super) value_ends: Cow<'a, [u8]>,
     #[serde(borrow, with = "serde_bytes")]
-    events: Cow<'a, [u8]>,
+    pub(super) evs: Cow<'a, [u8]>,
+    #[serde(borrow, with = "serde_bytes")]
+    pub(super) ev_nodes: Cow<'a, [u8]>,
+    #[serde(borrow, with = "serde_bytes")]
+    pub(super) events: Cow<'a, [u8]>,
     /// (evidence, its refusals), by evidence.
-    refusals: Vec<(u32, Vec<NodeRefusal>)>,
+    pub(super) refusals: Vec<(u32, Vec<NodeRefusal>)>,
     #[serde(borrow, with = "serde_bytes")]
-    node_index: Cow<'a, [u8]>,
+    pub(super) node_index: Cow<'a, [u8]>,
     #[serde(borrow, with = "serde_bytes")]
-    key_index: Cow<'a, [u8]>,
+    pub(super) key_index: Cow<'a, [u8]>,
     #[serde(borrow, with = "serde_bytes")]
-    ev_index: Cow<'a, [u8]>,
+    pub(super) ev_index: Cow<'a, [u8]>,
 }
 
 fn put32(out: &mut Vec<u8>, v: u32) {
@@ -78,6 +83,141 @@ impl Fields<'_> {
     }
 }
 
+/// A node record as [`IdentityGraph::image`] wrote it; `record` is [`NODE_BYTES`] long.
+pub(super) fn decode_node(record: &[u8]) -> Node {
+    let mut f = Fields(record);
+    Node {
+        cmin: f.u64(),
+        key: f.u64(),
+        kind: f.u32(),
+        pparent: f.u32(),
+        psize: f.u32(),
+        pnext: f.u32(),
+        pev: f.u32(),
+        plast: f.u32(),
+        cparent: f.u32(),
+        csize: f.u32(),
+        cstrong: f.u32(),
+        cnext: f.u32(),
+        flags: f.u8(),
+        kmask: f.u8(),
+    }
+}
+
+/// The sizes a node's references must stay within.
+#[derive(Clone, Copy)]
+pub(super) struct Bounds {
+    pub kinds: usize,
+    pub nodes: usize,
+    pub evs: usize,
+}
+
+/// `node` (number `i`) refers only to kinds, identifiers and evidence that exist.
+pub(super) fn check_node(node: &Node, i: u32, b: Bounds) -> Result<(), IdentityError> {
+    let in_nodes = |v: u32| (v as usize) < b.nodes;
+    let in_evs = |v: u32| v == NONE || (v as usize) < b.evs;
+    let linked = [node.pparent, node.pnext, node.cparent, node.cnext];
+    if (node.kind as usize) >= b.kinds
+        || !linked.into_iter().all(in_nodes)
+        || !in_evs(node.pev)
+        || !in_evs(node.plast)
+        || node.flags & !(NODE_BLOCKED | NODE_WEAK) != 0
+    {
+        return Err(bad(format!("identifier {i} refers outside the image")));
+    }
+    Ok(())
+}
+
+/// An evidence record as [`IdentityGraph::image`] wrote it, if its outcome, flags and
+/// references fit an image of `ev_nodes` identifier references, `evs` evidence and an
+/// event arena of `events` bytes.
+pub(super) fn decode_ev(
+    record: &[u8],
+    x: usize,
+    ev_nodes: usize,
+    evs: usize,
+    events: usize,
+) -> Result<Ev, IdentityError> {
+    let mut f = Fields(record);
+    let (at, event, start, len, next, meta) =
+        (f.u64() as i64, f.u64(), f.u32(), f.u32(), f.u32(), f.u8());
+    let outcome = outcome_of(f.u8());
+    let end = u64::from(start) + u64::from(len);
+    let allowed_meta = META_SOURCE | META_REVOKED | META_MULTI;
+    let Some(outcome) = outcome.filter(|_| {
+        end <= ev_nodes as u64
+            && (next as usize) < evs
+            && meta & !allowed_meta == 0
+            && meta & META_PENDING == 0
+            && (event == NO_EVENT_OFFSET || event < events as u64)
+    }) else {
+        return Err(bad(format!("evidence {x} refers outside the image")));
+    };
+    Ok(Ev {
+        at,
+        event,
+        start,
+        len,
+        next,
+        meta,
+        outcome,
+    })
+}
+
+/// The identifier values of an image, read one at a time.
+pub(super) struct Values<'i> {
+    bytes: &'i [u8],
+    ends: &'i [u8],
+}
+
+impl<'i> Values<'i> {
+    pub fn new(bytes: &'i [u8], ends: &'i [u8]) -> Result<Self, IdentityError> {
+        if !ends.len().is_multiple_of(8) {
+            return Err(bad(format!(
+                "value ends take {} bytes, not whole 8-byte offsets",
+                ends.len()
+            )));
+        }
+        Ok(Values { bytes, ends })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len() / 8
+    }
+
+    fn end(&self, n: usize) -> u64 {
+        u64::from_le_bytes(self.ends[n * 8..n * 8 + 8].try_into().expect("8 bytes"))
+    }
+
+    /// Value `n`, or an error when it lies outside the arena or is not UTF-8.
+    pub fn get(&self, n: usize) -> Result<&'i str, IdentityError> {
+        let start = if n == 0 { 0 } else { self.end(n - 1) };
+        let end = self.end(n);
+        usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(end).ok())
+            .filter(|(s, e)| s <= e)
+            .and_then(|(s, e)| self.bytes.get(s..e))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or_else(|| bad(format!("the value of identifier {n} is not in the image")))
+    }
+}
+
+/// A graph under `guardrails` with `kinds` registered after the built-in ones.
+pub(super) fn with_kinds(
+    guardrails: Guardrails,
+    kinds: &[IdentifierKind],
+) -> Result<IdentityGraph, IdentityError> {
+    let mut g = IdentityGraph::new(guardrails);
+    for kind in kinds {
+        if g.find_kind(kind).is_some() {
+            return Err(bad(format!("kind {kind} is registered twice")));
+        }
+        g.register_kind(kind.clone());
+    }
+    Ok(g)
+}
+
 fn outcome_code(o: Outcome) -> u8 {
     match o {
         Outcome::Single => 0,
@@ -99,12 +239,12 @@ fn outcome_of(code: u8) -> Option<Outcome> {
     })
 }
 
-fn bad(what: impl Into<String>) -> IdentityError {
+pub(super) fn bad(what: impl Into<String>) -> IdentityError {
     IdentityError::ImageShape(what.into())
 }
 
 /// `records` cut into `size`-byte records, or an error naming `what`.
-fn records<'a>(
+pub(super) fn records<'a>(
     bytes: &'a [u8],
     size: usize,
     what: &str,
@@ -196,7 +336,7 @@ fn check_lists(
 ///
 /// Opening pays for this, so it works in dense `u32` columns (the walks jump at random,
 /// and 4-byte entries miss the cache far less than 64-byte nodes) and reuses them.
-fn check_unions(nodes: &[Node]) -> Result<Vec<u32>, IdentityError> {
+pub(super) fn check_unions(nodes: &[Node]) -> Result<Vec<u32>, IdentityError> {
     let n = nodes.len();
     let (mut links, mut proot, mut root, mut flags) =
         (Vec::with_capacity(n), Vec::new(), Vec::new(), Vec::new());
@@ -267,7 +407,7 @@ fn check_unions(nodes: &[Node]) -> Result<Vec<u32>, IdentityError> {
 /// marked so, and evidence without any is alone), each component with evidence has one
 /// list entered at its root, and a root's last applied evidence is its own. Replaying a
 /// component walks exactly these lists.
-fn check_evidence(g: &IdentityGraph, mut proot: Vec<u32>) -> Result<(), IdentityError> {
+pub(super) fn check_evidence(g: &IdentityGraph, mut proot: Vec<u32>) -> Result<(), IdentityError> {
     // The component of each linkable identifier, NONE for a blocked one: evidence looks up
     // millions of identifiers at random, in 4 bytes each instead of a 64-byte node.
     for (root, node) in proot.iter_mut().zip(&g.nodes) {
@@ -335,7 +475,7 @@ fn check_evidence(g: &IdentityGraph, mut proot: Vec<u32>) -> Result<(), Identity
 }
 
 /// `next` is a permutation: every walk of it returns to where it started.
-fn check_permutation(
+pub(super) fn check_permutation(
     n: usize,
     next: impl Fn(usize) -> usize,
     what: &str,
@@ -379,6 +519,12 @@ impl IdentityGraph {
         for &n in &self.ev_nodes {
             put32(&mut ev_nodes, n);
         }
+        let mut value_bytes = Vec::new();
+        let mut value_ends = Vec::with_capacity(self.values.len() * 8);
+        for (_, v) in &self.values {
+            value_bytes.extend_from_slice(v.as_bytes());
+            put64(&mut value_ends, value_bytes.len() as u64);
+        }
         let mut refusals: Vec<(u32, Vec<NodeRefusal>)> =
             self.refusals.iter().map(|(&x, r)| (x, r.clone())).collect();
         refusals.sort_unstable_by_key(|r| r.0);
@@ -389,7 +535,8 @@ impl IdentityGraph {
                 .map(|k| k.kind.clone())
                 .collect(),
             nodes: Cow::Owned(nodes),
-            values: self.values.iter().map(|(_, v)| v.clone()).collect(),
+            value_bytes: Cow::Owned(value_bytes),
+            value_ends: Cow::Owned(value_ends),
             evs: Cow::Owned(evs),
             ev_nodes: Cow::Owned(ev_nodes),
             events: Cow::Owned(self.events.clone()),
@@ -420,7 +567,8 @@ impl IdentityGraph {
             guardrails,
             kinds,
             nodes,
-            values,
+            value_bytes,
+            value_ends,
             evs,
             ev_nodes,
             events,
@@ -429,65 +577,40 @@ impl IdentityGraph {
             key_index,
             ev_index,
         } = image;
-        let mut g = IdentityGraph::new(guardrails);
-        for kind in kinds {
-            if g.find_kind(&kind).is_some() {
-                return Err(bad(format!("kind {kind} is registered twice")));
-            }
-            g.register_kind(kind);
-        }
-        let kind_count = g.kinds.len();
-        let node_count = values.len();
-        let ev_count = evs.len() / EV_BYTES;
-        let in_nodes = |v: u32| (v as usize) < node_count;
-        let in_evs = |v: u32| v == NONE || (v as usize) < ev_count;
-
+        let mut g = with_kinds(guardrails, &kinds)?;
+        let values = Values::new(&value_bytes, &value_ends)?;
+        let bounds = Bounds {
+            kinds: g.kinds.len(),
+            nodes: values.len(),
+            evs: evs.len() / EV_BYTES,
+        };
         let node_records = records(&nodes, NODE_BYTES, "identifiers")?;
-        if node_records.len() != node_count {
+        if node_records.len() != bounds.nodes {
             return Err(bad(format!(
-                "{} identifier records for {node_count} values",
-                node_records.len()
+                "{} identifier records for {} values",
+                node_records.len(),
+                bounds.nodes
             )));
         }
-        g.nodes.reserve_exact(node_count);
+        g.nodes.reserve_exact(bounds.nodes);
         for (i, record) in node_records.enumerate() {
-            let mut f = Fields(record);
-            let node = Node {
-                cmin: f.u64(),
-                key: f.u64(),
-                kind: f.u32(),
-                pparent: f.u32(),
-                psize: f.u32(),
-                pnext: f.u32(),
-                pev: f.u32(),
-                plast: f.u32(),
-                cparent: f.u32(),
-                csize: f.u32(),
-                cstrong: f.u32(),
-                cnext: f.u32(),
-                flags: f.u8(),
-                kmask: f.u8(),
-            };
-            let linked = [node.pparent, node.pnext, node.cparent, node.cnext];
-            if (node.kind as usize) >= kind_count
-                || !linked.into_iter().all(in_nodes)
-                || !in_evs(node.pev)
-                || !in_evs(node.plast)
-                || node.flags & !(NODE_BLOCKED | NODE_WEAK) != 0
-            {
-                return Err(bad(format!("identifier {i} refers outside the image")));
-            }
+            let node = decode_node(record);
+            check_node(&node, i as u32, bounds)?;
             g.nodes.push(node);
         }
         drop(nodes);
         let proot = check_unions(&g.nodes)?;
-        g.values = g.nodes.iter().map(|n| n.kind).zip(values).collect();
+        g.values.reserve_exact(bounds.nodes);
+        for (n, node) in g.nodes.iter().enumerate() {
+            g.values.push((node.kind, Text::from(values.get(n)?)));
+        }
+        drop((value_bytes, value_ends));
 
         let refs = records(&ev_nodes, 4, "evidence identifiers")?;
         g.ev_nodes.reserve_exact(refs.len());
         for r in refs {
             let n = u32::from_le_bytes(r.try_into().expect("4 bytes"));
-            if !in_nodes(n) {
+            if n as usize >= bounds.nodes {
                 return Err(bad(format!(
                     "evidence names identifier {n}, which is not in it"
                 )));
@@ -495,42 +618,19 @@ impl IdentityGraph {
             g.ev_nodes.push(n);
         }
         drop(ev_nodes);
-        let allowed_meta = META_SOURCE | META_REVOKED | META_MULTI;
-        g.evs.reserve_exact(ev_count);
+        g.evs.reserve_exact(bounds.evs);
         for (x, record) in records(&evs, EV_BYTES, "evidence")?.enumerate() {
-            let mut f = Fields(record);
-            let (at, event, start, len, next, meta) =
-                (f.u64() as i64, f.u64(), f.u32(), f.u32(), f.u32(), f.u8());
-            let outcome = outcome_of(f.u8());
-            let end = u64::from(start) + u64::from(len);
-            let Some(outcome) = outcome.filter(|_| {
-                end <= g.ev_nodes.len() as u64
-                    && (next as usize) < ev_count
-                    && meta & !allowed_meta == 0
-                    && meta & META_PENDING == 0
-                    && (event == NO_EVENT_OFFSET || event < events.len() as u64)
-            }) else {
-                return Err(bad(format!("evidence {x} refers outside the image")));
-            };
-            g.evs.push(Ev {
-                at,
-                event,
-                start,
-                len,
-                next,
-                meta,
-                outcome,
-            });
+            let ev = decode_ev(record, x, g.ev_nodes.len(), bounds.evs, events.len())?;
+            g.evs.push(ev);
         }
         drop(evs);
-        check_permutation(ev_count, |x| g.evs[x].next as usize, "evidence")?;
+        check_permutation(bounds.evs, |x| g.evs[x].next as usize, "evidence")?;
         check_evidence(&g, proot)?;
         g.events = events.into_owned();
 
         let mut map = RefusalMap::default();
         for (x, list) in refusals {
-            let fits = |r: &NodeRefusal| in_nodes(r.node) && r.reason.fits(kind_count, node_count);
-            if (x as usize) >= ev_count || !list.iter().all(fits) {
+            if (x as usize) >= bounds.evs || !list.iter().all(|r| r.fits(bounds)) {
                 return Err(bad(format!(
                     "the refusals of evidence {x} refer outside the image"
                 )));
@@ -538,25 +638,27 @@ impl IdentityGraph {
             map.insert(x, list);
         }
         g.refusals = map;
-        g.node_index = IdIndex::from_bytes(&node_index, node_count)
+        g.node_index = IdIndex::from_bytes(&node_index, bounds.nodes)
             .map_err(|e| bad(format!("identifier index: {e}")))?;
-        g.key_index = IdIndex::from_bytes(&key_index, node_count)
+        g.key_index = IdIndex::from_bytes(&key_index, bounds.nodes)
             .map_err(|e| bad(format!("key index: {e}")))?;
-        g.ev_index = IdIndex::from_bytes(&ev_index, ev_count)
+        g.ev_index = IdIndex::from_bytes(&ev_index, bounds.evs)
             .map_err(|e| bad(format!("evidence index: {e}")))?;
         Ok(g)
     }
 }
 
-const NO_EVENT_OFFSET: u64 = super::NO_EVENT;
+pub(super) const NO_EVENT_OFFSET: u64 = super::NO_EVENT;
 
-impl super::Reason {
-    fn fits(&self, kinds: usize, nodes: usize) -> bool {
-        match *self {
-            super::Reason::Blocklisted => true,
-            super::Reason::Limit { kind, .. } => (kind as usize) < kinds,
-            super::Reason::WeakLink { via } => (via as usize) < nodes,
-        }
+impl NodeRefusal {
+    /// Whether the refusal names only identifiers and kinds within `b`.
+    pub(super) fn fits(&self, b: Bounds) -> bool {
+        (self.node as usize) < b.nodes
+            && match self.reason {
+                super::Reason::Blocklisted => true,
+                super::Reason::Limit { kind, .. } => (kind as usize) < b.kinds,
+                super::Reason::WeakLink { via } => (via as usize) < b.nodes,
+            }
     }
 }
 
@@ -636,7 +738,8 @@ mod tests {
                 guardrails: self.guardrails,
                 kinds: self.kinds,
                 nodes: own(self.nodes),
-                values: self.values,
+                value_bytes: own(self.value_bytes),
+                value_ends: own(self.value_ends),
                 evs: own(self.evs),
                 ev_nodes: own(self.ev_nodes),
                 events: own(self.events),
