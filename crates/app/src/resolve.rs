@@ -47,11 +47,14 @@ pub fn regroup(
         .collect();
 
     let ts: Vec<Vec<i64>> = gather(&layouts, |l| l.rows(|p, e| raw[p].ts[e]));
+    for j in &mut raw {
+        j.ts = Vec::new();
+    }
     let (activity, activities) = unzip(gather(&layouts, |l| {
         recode(l, &raw, |j| (&j.activity, &j.activities))
     }));
     for j in &mut raw {
-        (j.ts, j.activity, j.activities) = Default::default();
+        (j.activity, j.activities) = Default::default();
     }
     let (channel, channels) = unzip(gather(&layouts, |l| {
         let mut dict = Dictionary::default();
