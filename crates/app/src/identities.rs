@@ -16,7 +16,7 @@ use crate::resolve::Overlay;
 use crate::AppError;
 use omnitrail_identity::{
     Cluster, Cut, Decision, Evidence, EvidenceId, GraphImage, Guardrails, IdentityError,
-    IdentityGraph, Persisted, Snapshot, Source,
+    IdentityGraph, Persisted, PreviousGraphImage, Snapshot, Source,
 };
 use omnitrail_model::{CustomerId, Event, Identifier, ProjectId};
 use omnitrail_store::{EvidenceRow, IdentityRevision, IdentitySnapshot, PrimaryRule, Store};
@@ -216,6 +216,24 @@ pub(crate) struct ClusterView {
     pub identifiers: Vec<IdentifierView>,
     pub links: Vec<LinkView>,
     pub keys: Vec<CustomerId>,
+}
+
+/// The image section of a snapshot file, in today's layout or the one before it (bytes of
+/// the one can decode as the other, but not with columns that agree in length).
+fn decode_image(bytes: &[u8]) -> Result<GraphImage<'_>, String> {
+    let today = postcard::from_bytes::<GraphImage>(bytes);
+    if let Ok(image) = &today {
+        if image.is_whole() {
+            return today.map_err(|e| e.to_string());
+        }
+    }
+    match postcard::from_bytes::<PreviousGraphImage>(bytes).map(GraphImage::from) {
+        Ok(image) if image.is_whole() => Ok(image),
+        _ => Err(match today {
+            Ok(_) => "its columns disagree in length".into(),
+            Err(e) => format!("cannot be decoded ({e})"),
+        }),
+    }
 }
 
 /// A customer's identity as the customer view shows it; `customer` alone when the graph
@@ -542,8 +560,7 @@ impl Identities {
                 return Err(format!("has {} sections, not {SECTIONS}", snap.sections()));
             }
             let bytes = snap.section(IMAGE).map_err(|e| e.to_string())?;
-            let image: GraphImage = postcard::from_bytes(bytes).map_err(undecodable)?;
-            return IdentityGraph::open_image(self.guardrails.clone(), image)
+            return IdentityGraph::open_image(self.guardrails.clone(), decode_image(bytes)?)
                 .map_err(|e| e.to_string());
         }
         let payload = snap.section(0).map_err(|e| e.to_string())?;
@@ -1248,7 +1265,7 @@ impl Identities {
             .snap
             .section(IMAGE)
             .map_err(|e| e.to_string())
-            .and_then(|b| postcard::from_bytes::<GraphImage>(b).map_err(|e| e.to_string()));
+            .and_then(decode_image);
         match image {
             Ok(image) if image.guardrails() == &self.guardrails => {
                 Ok(answer(&ImageLookup(image, project)))

@@ -35,7 +35,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 mod component;
 mod image;
 pub use component::{ComponentGraph, Cut};
-pub use image::GraphImage;
+pub use image::{GraphImage, PreviousGraphImage};
 
 /// A multiplicative hasher for the `u32` evidence ids keying the refusals map: replays
 /// look it up for every evidence, and SipHash showed in profiles.

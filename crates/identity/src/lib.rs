@@ -79,7 +79,7 @@ mod index;
 mod snapshot;
 mod types;
 
-pub use graph::{ComponentGraph, Cut, GraphImage, IdentityGraph};
+pub use graph::{ComponentGraph, Cut, GraphImage, IdentityGraph, PreviousGraphImage};
 pub use guardrails::Guardrails;
 pub use snapshot::Snapshot;
 pub use types::{

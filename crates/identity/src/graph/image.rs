@@ -55,6 +55,56 @@ pub struct GraphImage<'a> {
     pub(super) ev_index: Cow<'a, [u8]>,
 }
 
+/// The layout of images written before identifier values were an arena (the first builds
+/// of snapshot files of version 2): read still, and turned into a [`GraphImage`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousGraphImage<'a> {
+    guardrails: Guardrails,
+    kinds: Vec<IdentifierKind>,
+    #[serde(borrow, with = "serde_bytes")]
+    nodes: Cow<'a, [u8]>,
+    values: Vec<Text>,
+    #[serde(borrow, with = "serde_bytes")]
+    evs: Cow<'a, [u8]>,
+    #[serde(borrow, with = "serde_bytes")]
+    ev_nodes: Cow<'a, [u8]>,
+    #[serde(borrow, with = "serde_bytes")]
+    events: Cow<'a, [u8]>,
+    refusals: Vec<(u32, Vec<NodeRefusal>)>,
+    #[serde(borrow, with = "serde_bytes")]
+    node_index: Cow<'a, [u8]>,
+    #[serde(borrow, with = "serde_bytes")]
+    key_index: Cow<'a, [u8]>,
+    #[serde(borrow, with = "serde_bytes")]
+    ev_index: Cow<'a, [u8]>,
+}
+
+impl<'a> From<PreviousGraphImage<'a>> for GraphImage<'a> {
+    fn from(p: PreviousGraphImage<'a>) -> Self {
+        let mut value_bytes = Vec::new();
+        let mut value_ends = Vec::with_capacity(p.values.len() * 8);
+        for v in &p.values {
+            value_bytes.extend_from_slice(v.as_bytes());
+            put64(&mut value_ends, value_bytes.len() as u64);
+        }
+        GraphImage {
+            guardrails: p.guardrails,
+            kinds: p.kinds,
+            nodes: p.nodes,
+            value_bytes: Cow::Owned(value_bytes),
+            value_ends: Cow::Owned(value_ends),
+            evs: p.evs,
+            ev_nodes: p.ev_nodes,
+            events: p.events,
+            refusals: p.refusals,
+            node_index: p.node_index,
+            key_index: p.key_index,
+            ev_index: p.ev_index,
+        }
+    }
+}
+
 fn put32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
@@ -663,6 +713,22 @@ impl NodeRefusal {
 }
 
 impl GraphImage<'_> {
+    /// Whether the columns agree in length (a value end per identifier record, the last at
+    /// the arena's end, whole evidence records): bytes of the previous layout can decode as
+    /// this one, never with this shape.
+    pub fn is_whole(&self) -> bool {
+        let ends = self.value_ends.len() / 8;
+        let last = (ends > 0).then(|| {
+            let at = (ends - 1) * 8;
+            u64::from_le_bytes(self.value_ends[at..at + 8].try_into().expect("8 bytes"))
+        });
+        self.value_ends.len().is_multiple_of(8)
+            && self.nodes.len() == ends * NODE_BYTES
+            && last.unwrap_or(0) == self.value_bytes.len() as u64
+            && self.evs.len().is_multiple_of(EV_BYTES)
+            && self.ev_nodes.len().is_multiple_of(4)
+    }
+
     /// The guardrails the image settled under.
     pub fn guardrails(&self) -> &Guardrails {
         &self.guardrails
@@ -749,6 +815,36 @@ mod tests {
                 ev_index: own(self.ev_index),
             }
         }
+    }
+
+    #[test]
+    fn images_of_the_previous_layout_open_as_the_same_graph() {
+        let g = graph();
+        let image = g.image();
+        let values = Values::new(&image.value_bytes, &image.value_ends).expect("values");
+        let previous = PreviousGraphImage {
+            guardrails: image.guardrails.clone(),
+            kinds: image.kinds.clone(),
+            nodes: image.nodes.clone(),
+            values: (0..values.len())
+                .map(|n| Text::from(values.get(n).expect("value")))
+                .collect(),
+            evs: image.evs.clone(),
+            ev_nodes: image.ev_nodes.clone(),
+            events: image.events.clone(),
+            refusals: image.refusals.clone(),
+            node_index: image.node_index.clone(),
+            key_index: image.key_index.clone(),
+            ev_index: image.ev_index.clone(),
+        };
+        let bytes = postcard::to_stdvec(&previous).expect("encode");
+        assert!(postcard::from_bytes::<GraphImage>(&bytes).map_or(true, |i| !i.is_whole()));
+        assert!(image.is_whole());
+        let read: PreviousGraphImage = postcard::from_bytes(&bytes).expect("decode");
+        let converted = GraphImage::from(read);
+        assert_eq!(converted, image);
+        let opened = IdentityGraph::open_image(Guardrails::default(), converted).expect("open");
+        assert_eq!(opened.clusters(), g.clusters());
     }
 
     #[test]
