@@ -198,40 +198,20 @@ impl<'i, 'a> Reader<'i, 'a> {
         }
 
         // Image ids in cut order; a cut id is a position here.
-        let mut nodes: Vec<u32> = Vec::new();
-        let mut node_ids: HashMap<u32, u32> = HashMap::new();
-        let mut m = root;
-        loop {
-            if node_ids.insert(m, nodes.len() as u32).is_some() {
-                return Err(bad(format!(
-                    "the component list of identifier {root} does not close"
-                )));
-            }
-            nodes.push(m);
-            m = self.node(m)?.pnext;
-            if m == root {
-                break;
-            }
-        }
+        let (mut nodes, mut node_ids) = walk(
+            root,
+            |m| Ok(self.node(m)?.pnext),
+            || format!("the component list of identifier {root} does not close"),
+        )?;
         let members = nodes.len();
-        let mut evs: Vec<u32> = Vec::new();
-        let mut ev_ids: HashMap<u32, u32> = HashMap::new();
-        let entry = self.node(root)?.pev;
-        if entry != NONE {
-            let mut x = entry;
-            loop {
-                if ev_ids.insert(x, evs.len() as u32).is_some() {
-                    return Err(bad(format!(
-                        "the evidence list of component {root} does not close"
-                    )));
-                }
-                evs.push(x);
-                x = self.ev(x)?.next;
-                if x == entry {
-                    break;
-                }
-            }
-        }
+        let (evs, ev_ids) = match self.node(root)?.pev {
+            NONE => (Vec::new(), HashMap::new()),
+            entry => walk(
+                entry,
+                |x| Ok(self.ev(x)?.next),
+                || format!("the evidence list of component {root} does not close"),
+            )?,
+        };
         // Blocked identifiers the evidence names are in no component, but in its lists.
         for &x in &evs {
             for n in self.ev_list(&self.ev(x)?) {
@@ -332,5 +312,27 @@ impl<'i, 'a> Reader<'i, 'a> {
             evidence: evs,
             members,
         })))
+    }
+}
+
+/// The circular list from `start` along `next`, and each item's position in it; an error
+/// saying `not_closed` when it comes back anywhere but `start`.
+#[allow(clippy::type_complexity)]
+fn walk(
+    start: u32,
+    next: impl Fn(u32) -> Result<u32, IdentityError>,
+    not_closed: impl FnOnce() -> String,
+) -> Result<(Vec<u32>, HashMap<u32, u32>), IdentityError> {
+    let (mut items, mut positions) = (Vec::new(), HashMap::new());
+    let mut x = start;
+    loop {
+        if positions.insert(x, items.len() as u32).is_some() {
+            return Err(bad(not_closed()));
+        }
+        items.push(x);
+        x = next(x)?;
+        if x == start {
+            return Ok((items, positions));
+        }
     }
 }
