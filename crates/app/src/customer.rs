@@ -239,9 +239,9 @@ pub(crate) fn decode(j: &Journeys, index: usize) -> (Vec<Ev<'_>>, Vec<TraitView>
         let mut props = Vec::new();
         for &(name, column) in &columns {
             let value = match column {
-                PropertyColumn::Num(v) if !v[e].is_nan() => Some(PropValue::Num(v[e])),
-                PropertyColumn::Text { codes, dict } if codes[e] != 0 => {
-                    Some(PropValue::Text(&dict.values[codes[e] as usize - 1]))
+                PropertyColumn::Num(v) if !v.get(e).is_nan() => Some(PropValue::Num(v.get(e))),
+                PropertyColumn::Text { codes, dict } if codes.get(e) != 0 => {
+                    Some(PropValue::Text(&dict.values[codes.get(e) as usize - 1]))
                 }
                 _ => None,
             };
@@ -261,10 +261,10 @@ pub(crate) fn decode(j: &Journeys, index: usize) -> (Vec<Ev<'_>>, Vec<TraitView>
         let PropertyColumn::Text { codes, dict } = column else {
             continue;
         };
-        if let Some(e) = range.clone().rev().find(|&e| codes[e] != 0) {
+        if let Some(e) = range.clone().rev().find(|&e| codes.get(e) != 0) {
             traits.push(TraitView {
                 name: name.clone(),
-                value: dict.values[codes[e] as usize - 1].clone(),
+                value: dict.values[codes.get(e) as usize - 1].clone(),
                 seen_at: Timestamp::from_micros(j.ts[e]),
                 channel: j.channels.values[j.channel[e] as usize].clone(),
             });

@@ -3,7 +3,7 @@
 //! cluster to the cluster's canonical customer id, and this module regroups the columns so
 //! that every analysis sees one customer per cluster, without rewriting stored data.
 
-use omnitrail_model::journeys::{Dictionary, Journeys, PropertyColumn};
+use omnitrail_model::journeys::{Codes, Dictionary, Journeys, Nums, PropertyColumn};
 use omnitrail_model::{CustomerId, ProjectId};
 use omnitrail_store::partition_of;
 use rayon::prelude::*;
@@ -163,12 +163,25 @@ impl Layout {
     }
 
     /// One value per event, in order, from (source partition, row).
-    fn rows<T>(&self, mut value: impl FnMut(usize, usize) -> T) -> Vec<T> {
-        let mut out = Vec::with_capacity(*self.offsets.last().unwrap_or(&0) as usize);
+    fn rows<T>(&self, value: impl FnMut(usize, usize) -> T) -> Vec<T> {
+        let out = Vec::with_capacity(self.events());
+        self.rows_into(out, value)
+    }
+
+    /// Like [`Layout::rows`], into any column that can be extended.
+    fn rows_into<T, C: Extend<T>>(
+        &self,
+        mut out: C,
+        mut value: impl FnMut(usize, usize) -> T,
+    ) -> C {
         for &(p, first, len) in &self.runs {
             out.extend((first..first + len).map(|e| value(p as usize, e as usize)));
         }
         out
+    }
+
+    fn events(&self) -> usize {
+        *self.offsets.last().unwrap_or(&0) as usize
     }
 }
 
@@ -220,26 +233,50 @@ fn columns(
             })
             .collect();
         let gathered = gather(layouts, |l| match &sources[0] {
-            PropertyColumn::Num(_) => PropertyColumn::Num(l.rows(|p, e| match &sources[p] {
-                PropertyColumn::Num(v) => v[e],
-                PropertyColumn::Text { .. } => unreachable!("a column has one type in a scan"),
-            })),
+            PropertyColumn::Num(_) => {
+                let mut values = Nums::with_capacity(l.events());
+                for &(p, first, len) in &l.runs {
+                    let PropertyColumn::Num(source) = &sources[p as usize] else {
+                        unreachable!("a column has one type in a scan")
+                    };
+                    values.extend((first..first + len).map(|e| source.get(e as usize)));
+                }
+                PropertyColumn::Num(values)
+            }
             PropertyColumn::Text { .. } => {
+                // Per source partition, source code → target code (0, missing, stays 0),
+                // filled on first use so the target's dictionary holds what it uses.
+                const UNSET: u32 = u32::MAX;
                 let mut dict = Dictionary::default();
-                let mut remaps = Remaps::new(sources.iter().map(|c| match c {
-                    PropertyColumn::Text { dict, .. } => dict.len(),
-                    PropertyColumn::Num(_) => 0,
-                }));
-                let codes = l.rows(|p, e| match &sources[p] {
-                    PropertyColumn::Text {
-                        codes,
-                        dict: source,
-                    } => match codes[e] as usize {
-                        0 => 0,
-                        c => remaps.code(p, c - 1, || dict.code(&source.values[c - 1])) + 1,
-                    },
-                    PropertyColumn::Num(_) => unreachable!("a column has one type in a scan"),
-                });
+                let mut tables: Vec<Vec<u32>> = sources
+                    .iter()
+                    .map(|c| match c {
+                        PropertyColumn::Text { dict, .. } => {
+                            let mut t = vec![UNSET; dict.len() + 1];
+                            t[0] = 0;
+                            t
+                        }
+                        PropertyColumn::Num(_) => Vec::new(),
+                    })
+                    .collect();
+                let mut codes = Codes::with_capacity(l.events());
+                for &(p, first, len) in &l.runs {
+                    let PropertyColumn::Text {
+                        codes: source,
+                        dict: source_dict,
+                    } = &sources[p as usize]
+                    else {
+                        unreachable!("a column has one type in a scan")
+                    };
+                    let table = &mut tables[p as usize];
+                    codes.extend((first..first + len).map(|e| {
+                        let c = source.get(e as usize) as usize;
+                        if table[c] == UNSET {
+                            table[c] = dict.code(&source_dict.values[c - 1]) + 1;
+                        }
+                        table[c]
+                    }));
+                }
                 PropertyColumn::Text { codes, dict }
             }
         });
@@ -298,7 +335,8 @@ mod tests {
                     properties: BTreeMap::new(),
                     traits: BTreeMap::new(),
                 };
-                let (mut text, mut dict, mut num) = (Vec::new(), Dictionary::default(), Vec::new());
+                let (mut text, mut dict, mut num) =
+                    (Codes::default(), Dictionary::default(), Nums::default());
                 for (&key, rows) in keys {
                     if partition_of(P, CustomerId(key), PARTITIONS) != partition {
                         continue;
@@ -334,9 +372,9 @@ mod tests {
                 let rows = j
                     .customer_range(i)
                     .map(|e| {
-                        let text =
-                            (codes[e] > 0).then(|| dict.values[codes[e] as usize - 1].clone());
-                        let n = (!num[e].is_nan()).then(|| num[e] as u64);
+                        let code = codes.get(e) as usize;
+                        let text = (code > 0).then(|| dict.values[code - 1].clone());
+                        let n = (!num.get(e).is_nan()).then(|| num.get(e) as u64);
                         let (a, ch) = (j.activity[e] as usize, j.channel[e] as usize);
                         (
                             j.ts[e],

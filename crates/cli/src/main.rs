@@ -200,6 +200,16 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Columns are vectors of tens of MB. glibc raises its mmap threshold past such a block
+    // whenever one is freed, so later columns come from the heap, and what a phase frees
+    // (the raw scan a regroup replaces) stays with the process and adds to the next
+    // phase's peak: 2.49 GB against 1.85 GB for `variants` on the 1M demo. A fixed
+    // threshold keeps every large block a mapping of its own, returned when freed.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called before any allocation-heavy work and before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OMNITRAIL_LOG")

@@ -9,7 +9,7 @@
 use crate::expr::{CompiledFilter, CompiledSegment};
 use crate::query::{required_scan, CaseSplit, Query, StepDimension};
 use crate::{EngineError, Stages};
-use omnitrail_model::journeys::{Journeys, PropertyColumn, ScanSpec};
+use omnitrail_model::journeys::{Codes, Journeys, Nums, PropertyColumn, ScanSpec};
 use omnitrail_model::CustomerId;
 use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap};
@@ -169,6 +169,10 @@ enum StepSource<'j> {
         codes: &'j [u16],
         table: &'j [u32],
     },
+    Codes8 {
+        codes: &'j [u8],
+        table: &'j [u32],
+    },
     Pair {
         activity: &'j [u32],
         channel: &'j [u16],
@@ -185,6 +189,7 @@ impl StepSource<'_> {
         match self {
             StepSource::Codes32 { codes, table } => table[codes[e] as usize],
             StepSource::Codes16 { codes, table } => table[codes[e] as usize],
+            StepSource::Codes8 { codes, table } => table[codes[e] as usize],
             StepSource::Pair {
                 activity,
                 channel,
@@ -207,6 +212,9 @@ impl StepSource<'_> {
             StepSource::Codes16 { codes, table } => {
                 codes.iter().map(|&c| table[c as usize]).collect()
             }
+            StepSource::Codes8 { codes, table } => {
+                codes.iter().map(|&c| table[c as usize]).collect()
+            }
             StepSource::Pair {
                 activity,
                 channel,
@@ -226,8 +234,8 @@ impl StepSource<'_> {
 /// A partition's case-split key column, resolved once per chunk.
 enum KeySource<'j> {
     None,
-    Text(&'j [u32]),
-    Num(&'j [f64]),
+    Text(&'j Codes),
+    Num(&'j Nums),
 }
 
 impl KeySource<'_> {
@@ -236,8 +244,14 @@ impl KeySource<'_> {
     fn key(&self, e: usize) -> Option<u64> {
         match self {
             KeySource::None => Some(0),
-            KeySource::Text(codes) => (codes[e] != 0).then(|| u64::from(codes[e])),
-            KeySource::Num(v) => (!v[e].is_nan()).then(|| v[e].to_bits()),
+            KeySource::Text(codes) => {
+                let code = codes.get(e);
+                (code != 0).then_some(u64::from(code))
+            }
+            KeySource::Num(v) => {
+                let value = v.get(e);
+                (!value.is_nan()).then(|| value.to_bits())
+            }
         }
     }
 }
@@ -691,7 +705,11 @@ impl StepMap {
                 channels: *channels,
             },
             StepMap::Text { property, table } => match j.properties.get(property) {
-                Some(PropertyColumn::Text { codes, .. }) => StepSource::Codes32 { codes, table },
+                Some(PropertyColumn::Text { codes, .. }) => match codes {
+                    Codes::U8(codes) => StepSource::Codes8 { codes, table },
+                    Codes::U16(codes) => StepSource::Codes16 { codes, table },
+                    Codes::U32(codes) => StepSource::Codes32 { codes, table },
+                },
                 _ => StepSource::Nothing,
             },
             StepMap::PerEvent(t) => StepSource::PerEvent(t),
@@ -807,7 +825,7 @@ fn local_steps(j: &Journeys, stages: &Stages, step: &StepDimension) -> LocalStep
                 let mut by_bits: HashMap<u64, u32> = HashMap::new();
                 let per_event = values
                     .iter()
-                    .map(|&v| {
+                    .map(|v| {
                         if v.is_nan() {
                             NO_STEP
                         } else {

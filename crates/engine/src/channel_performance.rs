@@ -305,16 +305,16 @@ pub fn channel_performance(
                 c.abandoned += u64::from(f & ABANDON != 0);
                 if f & HAS_SENTIMENT != 0 {
                     c.sentiment_n += 1;
-                    let v = part.sentiment.map_or(0.0, |s| s[e]);
+                    let v = part.sentiment.map_or(0.0, |s| s.get(e));
                     c.sentiment_sum += i128::from(fixed_sentiment(v));
                 }
                 if f & HAS_WAIT != 0 {
                     c.waits
-                        .push(seconds_to_micros(part.wait.map_or(0.0, |w| w[e])));
+                        .push(seconds_to_micros(part.wait.map_or(0.0, |w| w.get(e))));
                 }
                 if let Some(d) = part.duration {
-                    if !d[e].is_nan() {
-                        c.handles.push(seconds_to_micros(d[e]));
+                    if !d.get(e).is_nan() {
+                        c.handles.push(seconds_to_micros(d.get(e)));
                     }
                 }
                 if f & BOT != 0 {

@@ -814,7 +814,7 @@ pub fn conformance_prepared(prepared: &Prepared<'_>, options: &ConformanceOption
             let j = case.journeys;
             let allowed = &tables.allowed[case.partition_index];
             let sentiment = match j.properties.get("sentiment") {
-                Some(PropertyColumn::Num(v)) => Some(v.as_slice()),
+                Some(PropertyColumn::Num(v)) => Some(v),
                 _ => None,
             };
             let events = case.events.iter().zip(case.steps).map(|(&e, &code)| {
@@ -825,7 +825,7 @@ pub fn conformance_prepared(prepared: &Prepared<'_>, options: &ConformanceOption
                     step,
                     ts: j.ts[e],
                     channel_ok: step.is_none_or(|s| allowed[j.channel[e] as usize] >> s & 1 == 1),
-                    sentiment: sentiment.map(|v| v[e]).filter(|v| !v.is_nan()),
+                    sentiment: sentiment.map(|v| v.get(e)).filter(|v| !v.is_nan()),
                 }
             });
             if let Some(c) = evaluate(design, events, scratch) {

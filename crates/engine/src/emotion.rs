@@ -11,7 +11,7 @@
 use crate::case::Prepared;
 use crate::friction::signals::{fixed_sentiment, num_values, SENTIMENT_SCALE};
 use crate::{EngineError, Stages};
-use omnitrail_model::journeys::ScanSpec;
+use omnitrail_model::journeys::{Nums, ScanSpec};
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +138,7 @@ pub fn emotion_curve(
                 .collect()
         })
         .collect();
-    let sentiment: Vec<Option<&[f64]>> = partitions
+    let sentiment: Vec<Option<&Nums>> = partitions
         .iter()
         .map(|j| num_values(j.properties.get("sentiment")))
         .collect();
@@ -159,7 +159,7 @@ pub fn emotion_curve(
             let table = &stage_of[case.partition_index];
             let j = case.journeys;
             for (pos, &e) in case.events.iter().enumerate() {
-                let v = s[e as usize];
+                let v = s.get(e as usize);
                 if v.is_nan() {
                     continue;
                 }

@@ -319,9 +319,11 @@ enum GroupTable {
 impl GroupTable {
     fn lookup(&self, col: Option<&PropertyColumn>, e: usize) -> u32 {
         match (self, col) {
-            (GroupTable::Text(t), Some(PropertyColumn::Text { codes, .. })) => t[codes[e] as usize],
-            (GroupTable::Num(sorted), Some(PropertyColumn::Num(v))) if !v[e].is_nan() => sorted
-                .binary_search_by(|(x, _)| x.total_cmp(&v[e]))
+            (GroupTable::Text(t), Some(PropertyColumn::Text { codes, .. })) => {
+                t[codes.get(e) as usize]
+            }
+            (GroupTable::Num(sorted), Some(PropertyColumn::Num(v))) if !v.get(e).is_nan() => sorted
+                .binary_search_by(|(x, _)| x.total_cmp(&v.get(e)))
                 .map_or(0, |i| sorted[i].1),
             _ => 0,
         }
@@ -924,7 +926,7 @@ fn group_tables(
         .map(|j| match column(j, by) {
             Some(PropertyColumn::Text { dict, .. }) => dict.values.clone(),
             Some(PropertyColumn::Num(v)) => {
-                let mut vals: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+                let mut vals: Vec<f64> = v.iter().filter(|x| !x.is_nan()).collect();
                 vals.sort_by(f64::total_cmp);
                 vals.dedup_by(|a, b| a.total_cmp(b).is_eq());
                 vals.iter().map(|x| format!("{x}")).collect()
@@ -953,7 +955,7 @@ fn group_tables(
                     .collect(),
             ),
             Some(PropertyColumn::Num(v)) => {
-                let mut vals: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+                let mut vals: Vec<f64> = v.iter().filter(|x| !x.is_nan()).collect();
                 vals.sort_by(f64::total_cmp);
                 vals.dedup_by(|a, b| a.total_cmp(b).is_eq());
                 GroupTable::Num(vals.into_iter().map(|x| (x, id(&format!("{x}")))).collect())

@@ -11,7 +11,7 @@ use crate::friction::signals::{text_codes, GlobalCodes, NONE};
 use crate::query::format_duration;
 use crate::stats::median_seconds;
 use crate::EngineError;
-use omnitrail_model::journeys::ScanSpec;
+use omnitrail_model::journeys::{Codes, ScanSpec};
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,7 +106,7 @@ pub fn handoffs(
     }
     let partitions = prepared.partitions();
     let global = GlobalCodes::text(partitions, |j| j.properties.get("department"));
-    let columns: Vec<Option<&[u32]>> = partitions
+    let columns: Vec<Option<&Codes>> = partitions
         .iter()
         .map(|j| text_codes(j.properties.get("department")))
         .collect();
@@ -131,7 +131,7 @@ pub fn handoffs(
             let stamp = Prepared::customer_stamp(case);
             let mut prev: Option<(usize, i64)> = None;
             for (k, &e) in case.events.iter().enumerate() {
-                let d = table[col[e as usize] as usize];
+                let d = table[col.get(e as usize) as usize];
                 if d == NONE {
                     continue;
                 }

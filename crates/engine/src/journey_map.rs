@@ -26,7 +26,7 @@ use crate::friction::{ranked, step_stats, validate, FrictionOptions};
 use crate::query::{CaseSplit, Query, StepDimension};
 use crate::stats::median_seconds;
 use crate::{EngineError, Stages};
-use omnitrail_model::journeys::{Journeys, ScanSpec};
+use omnitrail_model::journeys::{Journeys, Nums, ScanSpec};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -178,7 +178,7 @@ pub fn journey_map(
                 .collect()
         })
         .collect();
-    let sentiment: Vec<Option<&[f64]>> = partitions
+    let sentiment: Vec<Option<&Nums>> = partitions
         .iter()
         .map(|j| num_values(j.properties.get("sentiment")))
         .collect();
@@ -217,7 +217,7 @@ pub fn journey_map(
                 let t = j.ts[e];
                 acc.first[s] = acc.first[s].min(t);
                 acc.last_ts[s] = acc.last_ts[s].max(t);
-                let v = sent.map_or(f64::NAN, |c| c[e]);
+                let v = sent.map_or(f64::NAN, |c| c.get(e));
                 for cell in [
                     &mut acc.cells[s * nc + chan[j.channel[e] as usize] as usize],
                     &mut acc.stages[s],

@@ -185,14 +185,15 @@ pub fn overview(prepared: &Prepared<'_>, options: &OverviewOptions) -> Overview 
                 }
                 goal = goal
                     || goal_activity[pi][j.activity[e] as usize]
-                    || outcome.is_some_and(|o| goal_outcome[pi].get(o[e] as usize) == Some(&true));
+                    || outcome
+                        .is_some_and(|o| goal_outcome[pi].get(o.get(e) as usize) == Some(&true));
                 let slot = acc.periods.entry(period.index(j.ts[e])).or_default();
                 slot.events += 1;
                 if slot.last_customer != stamp {
                     slot.last_customer = stamp;
                     slot.customers += 1;
                 }
-                if let Some(v) = sentiment.map(|s| s[e]).filter(|v| !v.is_nan()) {
+                if let Some(v) = sentiment.map(|s| s.get(e)).filter(|v| !v.is_nan()) {
                     let x = i128::from(fixed_sentiment(v));
                     acc.sentiment_n += 1;
                     acc.sentiment_sum += x;

@@ -25,7 +25,7 @@
 use crate::case::{Case, Prepared};
 use crate::query::{CaseSplit, Query, StepDimension};
 use crate::{EngineError, Stages};
-use omnitrail_model::journeys::{Journeys, PropertyColumn, ScanSpec};
+use omnitrail_model::journeys::{Codes, Journeys, Nums, PropertyColumn, ScanSpec};
 use omnitrail_model::CustomerId;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -218,21 +218,21 @@ struct Cols<'j> {
     /// The partition's activity code → index into the global activity alphabet, so the
     /// per-event work is one lookup.
     activity: Vec<u32>,
-    agent: Option<&'j [u32]>,
-    outcome: Option<(&'j [u32], u32)>,
-    sentiment: Option<&'j [f64]>,
-    topic: Option<&'j [u32]>,
-    value: Option<&'j [f64]>,
+    agent: Option<&'j Codes>,
+    outcome: Option<(&'j Codes, u32)>,
+    sentiment: Option<&'j Nums>,
+    topic: Option<&'j Codes>,
+    value: Option<&'j Nums>,
 }
 
-fn text_codes<'j>(j: &'j Journeys, name: &str) -> Option<&'j [u32]> {
+fn text_codes<'j>(j: &'j Journeys, name: &str) -> Option<&'j Codes> {
     match j.properties.get(name) {
         Some(PropertyColumn::Text { codes, .. }) => Some(codes),
         _ => None,
     }
 }
 
-fn nums<'j>(j: &'j Journeys, name: &str) -> Option<&'j [f64]> {
+fn nums<'j>(j: &'j Journeys, name: &str) -> Option<&'j Nums> {
     match j.properties.get(name) {
         Some(PropertyColumn::Num(v)) => Some(v),
         _ => None,
@@ -243,7 +243,7 @@ impl<'j> Cols<'j> {
     fn new(j: &'j Journeys, purchase: &str, alphabet: &[&str]) -> Cols<'j> {
         let outcome = match j.properties.get("outcome") {
             Some(PropertyColumn::Text { codes, dict }) => Some((
-                codes.as_slice(),
+                codes,
                 // Text codes are dictionary index + 1; u32::MAX never matches.
                 dict.get("failure").map_or(u32::MAX, |c| c + 1),
             )),
@@ -339,11 +339,11 @@ fn customer_features(
             touched.push(a);
         }
         activity_counts[a as usize] += 1;
-        let is_assisted =
-            cols.assisted_channel[j.channel[e] as usize] || cols.agent.is_some_and(|a| a[e] != 0);
+        let is_assisted = cols.assisted_channel[j.channel[e] as usize]
+            || cols.agent.is_some_and(|a| a.get(e) != 0);
         if is_assisted {
             assisted += 1;
-            if let Some(topic) = cols.topic.map(|t| t[e]).filter(|&t| t != 0) {
+            if let Some(topic) = cols.topic.map(|t| t.get(e)).filter(|&t| t != 0) {
                 let ts = j.ts[e];
                 for r in recent.iter_mut().rev() {
                     if ts - r.1 > repeat_window {
@@ -357,16 +357,16 @@ fn customer_features(
             }
         }
         if let Some((codes, failure)) = cols.outcome {
-            if codes[e] != 0 {
+            if codes.get(e) != 0 {
                 with_outcome += 1;
-                failures += u64::from(codes[e] == failure);
+                failures += u64::from(codes.get(e) == failure);
             }
         }
-        if let Some(v) = cols.sentiment.map(|s| s[e]).filter(|v| !v.is_nan()) {
+        if let Some(v) = cols.sentiment.map(|s| s.get(e)).filter(|v| !v.is_nan()) {
             sentiment_sum += v;
             sentiment_n += 1;
         }
-        if let Some(v) = cols.value.map(|s| s[e]).filter(|v| !v.is_nan()) {
+        if let Some(v) = cols.value.map(|s| s.get(e)).filter(|v| !v.is_nan()) {
             value += v;
         }
         converted |= cols.purchase == Some(j.activity[e]);

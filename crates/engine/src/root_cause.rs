@@ -24,7 +24,7 @@
 
 use crate::case::Prepared;
 use crate::friction::signals::{text_codes, CaseBuf, GlobalCodes, Signals, ANY_SIGNAL, NONE};
-use omnitrail_model::journeys::{Journeys, PropertyColumn};
+use omnitrail_model::journeys::{Codes, Journeys, PropertyColumn};
 use omnitrail_model::CustomerId;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -118,7 +118,7 @@ struct Dim {
 /// An event-level dimension's codes in one partition.
 enum EventCodes<'j> {
     Channel(&'j [u16]),
-    Text(&'j [u32]),
+    Text(&'j Codes),
     Absent,
 }
 
@@ -127,7 +127,7 @@ impl EventCodes<'_> {
     fn local(&self, e: usize) -> Option<usize> {
         match self {
             EventCodes::Channel(c) => Some(c[e] as usize),
-            EventCodes::Text(c) => Some(c[e] as usize),
+            EventCodes::Text(c) => Some(c.get(e) as usize),
             EventCodes::Absent => None,
         }
     }
@@ -214,7 +214,7 @@ pub(crate) fn customer_dimension(
                         .map(|i| {
                             j.customer_range(i)
                                 .rev()
-                                .map(|e| codes[e])
+                                .map(|e| codes.get(e))
                                 .find(|&c| c != 0)
                                 .map_or(NONE, |c| table[c as usize])
                         })
@@ -400,7 +400,7 @@ pub(crate) fn root_causes(
                     }
                     EventCodes::Text(c) => {
                         for &e in case.events {
-                            acc.ev_base[slots[c[e as usize] as usize] as usize] += 1;
+                            acc.ev_base[slots[c.get(e as usize) as usize] as usize] += 1;
                         }
                     }
                     EventCodes::Absent => {}

@@ -319,10 +319,10 @@ mod tests {
         assert_eq!(b.ts, [BASE + 60 * MINUTE, BASE + 180 * MINUTE]);
         assert_eq!(b.activities.values, ["call", "buy"]);
         assert_eq!(b.channels.values, ["phone", "web"]);
-        assert!(matches!(&b.properties["amount"], PropertyColumn::Num(v) if v[1] == 12.5));
+        assert!(matches!(&b.properties["amount"], PropertyColumn::Num(v) if v.get(1) == 12.5));
         match &b.traits["plan"] {
             PropertyColumn::Text { codes, dict } => {
-                assert_eq!(codes, &[1, 0]);
+                assert_eq!(codes.iter().collect::<Vec<_>>(), [1, 0]);
                 assert_eq!(dict.values, ["premium"]);
             }
             other => panic!("expected text, got {other:?}"),

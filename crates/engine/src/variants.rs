@@ -214,11 +214,11 @@ fn case_outcome(case: &Case<'_>, table: &OutcomeTable) -> (bool, bool) {
             .events
             .iter()
             .rev()
-            .map(|&e| t[codes[e as usize] as usize])
+            .map(|&e| t[codes.get(e as usize) as usize])
             .find(|&(has, _)| has)
             .unwrap_or((false, false)),
         (OutcomeTable::Num, Some(PropertyColumn::Num(v))) => {
-            let has = case.events.iter().any(|&e| !v[e as usize].is_nan());
+            let has = case.events.iter().any(|&e| !v.get(e as usize).is_nan());
             (has, false)
         }
         _ => (false, false),

@@ -7,13 +7,13 @@ use crate::StoreError;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt64Type};
 use arrow_array::Array;
-use omnitrail_model::journeys::{Dictionary, Journeys, PropertyColumn, ScanSpec};
+use omnitrail_model::journeys::{Codes, Dictionary, Journeys, Nums, PropertyColumn, ScanSpec};
 use omnitrail_model::value::{well_known_type, WellKnownType};
 use omnitrail_model::{CustomerId, ProjectId, Value};
 
 enum Builder {
-    Num(Vec<f64>),
-    Text(Vec<u32>, Dictionary),
+    Num(Nums),
+    Text(Codes, Dictionary),
 }
 
 /// Gathers rows from segments and the log tail in any order, then sorts them once.
@@ -28,7 +28,7 @@ pub(crate) struct JourneysBuilder {
     channel: Vec<u16>,
     channels: Dictionary,
     props: Vec<(String, Builder)>,
-    traits: Vec<(String, Vec<u32>, Dictionary)>,
+    traits: Vec<(String, Codes, Dictionary)>,
 }
 
 impl JourneysBuilder {
@@ -40,8 +40,8 @@ impl JourneysBuilder {
                 let b = match well_known_type(name) {
                     Some(
                         WellKnownType::Sentiment | WellKnownType::Seconds | WellKnownType::Amount,
-                    ) => Builder::Num(Vec::new()),
-                    _ => Builder::Text(Vec::new(), Dictionary::default()),
+                    ) => Builder::Num(Nums::default()),
+                    _ => Builder::Text(Codes::default(), Dictionary::default()),
                 };
                 (name.clone(), b)
             })
@@ -60,7 +60,7 @@ impl JourneysBuilder {
             traits: spec
                 .traits
                 .iter()
-                .map(|name| (name.clone(), Vec::new(), Dictionary::default()))
+                .map(|name| (name.clone(), Codes::default(), Dictionary::default()))
                 .collect(),
         }
     }
@@ -131,7 +131,7 @@ impl JourneysBuilder {
         let (fixed, named, custom) = self.segment_columns();
         let mut names: Vec<&str> = fixed;
         names.extend(named.iter().map(String::as_str));
-        segment::read_columns_of(segment, &names, |batch| {
+        segment::read_journey_columns(segment, &names, |batch| {
             self.add_batch(batch, segment.path(), custom)
         })
     }
@@ -187,24 +187,11 @@ impl JourneysBuilder {
                 match b {
                     Builder::Num(out) => {
                         let c = col.as_primitive::<Float64Type>();
-                        out.extend((0..c.len()).map(|i| {
-                            if c.is_null(i) {
-                                f64::NAN
-                            } else {
-                                c.value(i)
-                            }
-                        }));
+                        for i in 0..c.len() {
+                            out.push(if c.is_null(i) { f64::NAN } else { c.value(i) });
+                        }
                     }
-                    Builder::Text(codes, dict) => {
-                        let c = col.as_string::<i32>();
-                        codes.extend((0..c.len()).map(|i| {
-                            if c.is_null(i) {
-                                0
-                            } else {
-                                dict.code(c.value(i)) + 1
-                            }
-                        }));
-                    }
+                    Builder::Text(codes, dict) => push_text(col, name, path, codes, dict)?,
                 }
             } else if let (Some(json), Builder::Text(codes, dict)) = (custom_json, b) {
                 push_json_field(json, name, codes, dict);
@@ -229,68 +216,144 @@ impl JourneysBuilder {
     }
 
     pub fn finish(self) -> Journeys {
-        let n = self.ts.len();
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        order.sort_unstable_by_key(|&i| {
-            let i = i as usize;
-            (self.customer[i], self.ts[i], self.seq[i])
-        });
-        let pick_u64 = |v: &[u64]| order.iter().map(|&i| v[i as usize]).collect::<Vec<_>>();
-        let customer_sorted = pick_u64(&self.customer);
+        let JourneysBuilder {
+            project,
+            partition,
+            customer,
+            ts,
+            seq,
+            activity,
+            activities,
+            channel,
+            channels,
+            props,
+            traits,
+        } = self;
+        let n = ts.len();
+        let key = |i: usize| (customer[i], ts[i], seq[i]);
+        // Segments are sorted runs and a partition is often one of them: then nothing moves.
+        let order: Option<Vec<u32>> = if (1..n).all(|i| key(i - 1) <= key(i)) {
+            None
+        } else {
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            // A stable sort finds the segments' sorted runs and merges them.
+            order.sort_by_key(|&i| key(i as usize));
+            Some(order)
+        };
+        drop(seq);
+        let customer = permute(customer, &order);
         let mut customers = Vec::new();
         let mut offsets = Vec::new();
-        for (i, &c) in customer_sorted.iter().enumerate() {
+        for (i, &c) in customer.iter().enumerate() {
             if customers.last() != Some(&CustomerId(c)) {
                 customers.push(CustomerId(c));
                 offsets.push(i as u32);
             }
         }
         offsets.push(n as u32);
-        let properties = self
-            .props
+        drop(customer);
+        let text = |codes: Codes| match &order {
+            None => codes,
+            Some(order) => order.iter().map(|&i| codes.get(i as usize)).collect(),
+        };
+        let properties = props
             .into_iter()
             .map(|(name, b)| {
                 let col = match b {
-                    Builder::Num(v) => {
-                        PropertyColumn::Num(order.iter().map(|&i| v[i as usize]).collect())
-                    }
+                    Builder::Num(v) => PropertyColumn::Num(match &order {
+                        None => v,
+                        Some(order) => order.iter().map(|&i| v.get(i as usize)).collect(),
+                    }),
                     Builder::Text(codes, dict) => PropertyColumn::Text {
-                        codes: order.iter().map(|&i| codes[i as usize]).collect(),
+                        codes: text(codes),
                         dict,
                     },
                 };
                 (name, col)
             })
             .collect();
-        let traits = self
-            .traits
+        let traits = traits
             .into_iter()
             .map(|(name, codes, dict)| {
-                let codes = order.iter().map(|&i| codes[i as usize]).collect();
+                let codes = text(codes);
                 (name, PropertyColumn::Text { codes, dict })
             })
             .collect();
         Journeys {
-            project: self.project,
-            partition: self.partition,
+            project,
+            partition,
             customers,
             offsets,
-            ts: order.iter().map(|&i| self.ts[i as usize]).collect(),
-            activity: order.iter().map(|&i| self.activity[i as usize]).collect(),
-            activities: self.activities,
-            channel: order.iter().map(|&i| self.channel[i as usize]).collect(),
-            channels: self.channels,
+            ts: permute(ts, &order),
+            activity: permute(activity, &order),
+            activities,
+            channel: permute(channel, &order),
+            channels,
             properties,
             traits,
         }
     }
 }
 
+/// `values` in `order` (as they are when there is none).
+fn permute<T: Copy>(values: Vec<T>, order: &Option<Vec<u32>>) -> Vec<T> {
+    match order {
+        None => values,
+        Some(order) => order.iter().map(|&i| values[i as usize]).collect(),
+    }
+}
+
+/// Appends a text column's codes (0 where null): a dictionary array's values are coded
+/// once per batch, plain strings once per run of equal values.
+fn push_text(
+    col: &arrow_array::ArrayRef,
+    name: &str,
+    path: &std::path::Path,
+    codes: &mut Codes,
+    dict: &mut Dictionary,
+) -> Result<(), StoreError> {
+    if let Some(c) = col.as_string_opt::<i32>() {
+        let mut last: Option<(&str, u32)> = None;
+        codes.extend((0..c.len()).map(|i| {
+            if c.is_null(i) {
+                return 0;
+            }
+            let value = c.value(i);
+            match last {
+                Some((v, code)) if v == value => code,
+                _ => {
+                    let code = dict.code(value) + 1;
+                    last = Some((value, code));
+                    code
+                }
+            }
+        }));
+        return Ok(());
+    }
+    let (keys, values) = segment::dictionary_column(col, name, path)?;
+    // Coded on first use, as plain strings are: the dictionary holds only values the rows
+    // use, in the order they first appear.
+    const UNSET: u32 = u32::MAX;
+    let mut remap = vec![UNSET; values.len()];
+    let keys = keys.keys();
+    codes.extend((0..keys.len()).map(|i| {
+        if keys.is_null(i) {
+            return 0;
+        }
+        let k = keys.value(i) as usize;
+        if remap[k] == UNSET {
+            remap[k] = dict.code(values.value(k)) + 1;
+        }
+        remap[k]
+    }));
+    Ok(())
+}
+
 /// Appends one field of each row's JSON object as a text code (0 when absent).
 fn push_json_field(
     json: &arrow_array::StringArray,
     name: &str,
-    codes: &mut Vec<u32>,
+    codes: &mut Codes,
     dict: &mut Dictionary,
 ) {
     for i in 0..json.len() {

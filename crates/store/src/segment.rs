@@ -341,12 +341,7 @@ pub struct SegmentIndex {
 impl SegmentIndex {
     pub fn load(file: SegmentFile) -> Result<SegmentIndex, StoreError> {
         let path = file.path().to_path_buf();
-        let metadata =
-            ArrowReaderMetadata::load(&file, ArrowReaderOptions::new().with_page_index(true))
-                .map_err(|e| StoreError::Parquet {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
+        let metadata = journey_metadata(&file, true)?;
         let customer_column = metadata
             .parquet_schema()
             .columns()
@@ -622,6 +617,76 @@ pub fn read_columns_of(
     Ok(())
 }
 
+/// A segment's reader metadata for building journeys: low-cardinality well-known text
+/// columns (`device`, `outcome`, …) are read as dictionary arrays, so the reader hands over
+/// each page's dictionary and its keys instead of one string per event, and the builder
+/// codes a value once per batch instead of hashing it on every event. Identifier-like
+/// columns stay plain: their dictionaries would be as long as the column.
+pub fn journey_metadata(
+    file: &SegmentFile,
+    page_index: bool,
+) -> Result<ArrowReaderMetadata, StoreError> {
+    let path = file.path();
+    let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let options = ArrowReaderOptions::new().with_page_index(page_index);
+    let plain = ArrowReaderMetadata::load(file, options.clone()).map_err(|e| perr(&e))?;
+    let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let fields: Vec<Field> = plain
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let low_cardinality = matches!(
+                well_known_type(f.name()),
+                Some(WellKnownType::Text | WellKnownType::Outcome)
+            );
+            if low_cardinality && f.data_type() == &DataType::Utf8 {
+                f.as_ref().clone().with_data_type(dict.clone())
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    let hint = Arc::new(Schema::new_with_metadata(
+        fields,
+        plain.schema().metadata().clone(),
+    ));
+    ArrowReaderMetadata::try_new(plain.metadata().clone(), options.with_schema(hint))
+        .map_err(|e| perr(&e))
+}
+
+/// Like [`read_columns_of`], through [`journey_metadata`]: well-known text columns come as
+/// dictionary arrays.
+pub fn read_journey_columns(
+    segment: &SegmentFile,
+    columns: &[&str],
+    mut each: impl FnMut(&RecordBatch) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let path = segment.path();
+    let metadata = journey_metadata(segment, false)?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(segment.clone(), metadata);
+    let mask = projection(builder.parquet_schema(), columns, path)?;
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| StoreError::Parquet {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    for batch in reader {
+        let batch = batch.map_err(|e| StoreError::Parquet {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        each(&batch)?;
+    }
+    Ok(())
+}
+
 pub fn column<'a>(
     batch: &'a RecordBatch,
     name: &str,
@@ -640,7 +705,15 @@ pub fn dictionary<'a>(
     name: &str,
     path: &Path,
 ) -> Result<(&'a DictionaryArray<Int32Type>, &'a StringArray), StoreError> {
-    let col = column(batch, name, path)?;
+    dictionary_column(column(batch, name, path)?, name, path)
+}
+
+/// A column as dictionary-encoded text, or an error naming it.
+pub fn dictionary_column<'a>(
+    col: &'a ArrayRef,
+    name: &str,
+    path: &Path,
+) -> Result<(&'a DictionaryArray<Int32Type>, &'a StringArray), StoreError> {
     let dict = col
         .as_dictionary_opt::<Int32Type>()
         .ok_or_else(|| StoreError::Corrupt {

@@ -62,7 +62,7 @@ fn micros(secs: i64) -> i64 {
 
 fn num(j: &Journeys, name: &str) -> Vec<f64> {
     match &j.properties[name] {
-        PropertyColumn::Num(v) => v.clone(),
+        PropertyColumn::Num(v) => v.iter().collect(),
         other => panic!("{name} should be a number column, is {other:?}"),
     }
 }
@@ -72,7 +72,7 @@ fn text(j: &Journeys, name: &str) -> Vec<Option<String>> {
     match &j.properties[name] {
         PropertyColumn::Text { codes, dict } => codes
             .iter()
-            .map(|&c| (c != 0).then(|| dict.values[c as usize - 1].clone()))
+            .map(|c| (c != 0).then(|| dict.values[c as usize - 1].clone()))
             .collect(),
         other => panic!("{name} should be a text column, is {other:?}"),
     }

@@ -6,7 +6,7 @@ use super::ast::{CmpOp, Field, FilterExpr, Seen, SeenTest, SegmentExpr, Test, Va
 use super::parser::Mentions;
 use super::ExprError;
 use crate::Stages;
-use omnitrail_model::journeys::{Journeys, PropertyColumn};
+use omnitrail_model::journeys::{Codes, Journeys, Nums, PropertyColumn};
 
 const HOUR: i64 = 3_600_000_000;
 const DAY: i64 = 24 * HOUR;
@@ -119,11 +119,11 @@ pub(crate) enum FNode<'a> {
     },
     /// By text code; index 0 is the missing value.
     Text {
-        codes: &'a [u32],
+        codes: &'a Codes,
         table: Vec<bool>,
     },
     Num {
-        values: &'a [f64],
+        values: &'a Nums,
         test: Test,
         missing: bool,
     },
@@ -160,13 +160,13 @@ impl FNode<'_> {
             } => pairs.binary_search(&(channel[e], activity[e])).is_ok(),
             FNode::Hour { ts, table } => table[hour_of(ts[e]) as usize],
             FNode::Weekday { ts, table } => table[weekday_of(ts[e]) as usize - 1],
-            FNode::Text { codes, table } => table[codes[e] as usize],
+            FNode::Text { codes, table } => table[codes.get(e) as usize],
             FNode::Num {
                 values,
                 test,
                 missing,
             } => {
-                let v = values[e];
+                let v = values.get(e);
                 if v.is_nan() {
                     *missing
                 } else {
@@ -466,11 +466,11 @@ pub(crate) enum SNode<'a> {
     Const(bool),
     /// By text code of the customer's last present value; index 0 is missing.
     TraitText {
-        codes: &'a [u32],
+        codes: &'a Codes,
         table: Vec<bool>,
     },
     TraitNum {
-        values: &'a [f64],
+        values: &'a Nums,
         test: Test,
     },
     /// Some event in `[lo, hi]` passes the filter.
@@ -512,20 +512,21 @@ impl SNode<'_> {
         match self {
             SNode::Const(b) => *b,
             SNode::TraitText { codes, table } => {
-                let current = codes[j.customer_range(c)]
-                    .iter()
+                let current = j
+                    .customer_range(c)
                     .rev()
-                    .find(|&&code| code != 0)
-                    .copied()
+                    .map(|e| codes.get(e))
+                    .find(|&code| code != 0)
                     .unwrap_or(0);
                 table[current as usize]
             }
             SNode::TraitNum { values, test } => {
-                let current = values[j.customer_range(c)]
-                    .iter()
+                let current = j
+                    .customer_range(c)
                     .rev()
+                    .map(|e| values.get(e))
                     .find(|v| !v.is_nan())
-                    .map_or(Val::Missing, |&v| Val::Num(v));
+                    .map_or(Val::Missing, Val::Num);
                 test.eval(current)
             }
             SNode::Did { filter, lo, hi } => window(j, c, *lo, *hi).any(|e| filter.eval(e)),

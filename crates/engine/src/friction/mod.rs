@@ -407,12 +407,12 @@ pub(crate) fn step_stats(
                 if f & HAS_SENTIMENT != 0 {
                     st.with_sentiment += 1;
                     st.positive += u64::from(f & POSITIVE != 0);
-                    let v = part.sentiment.map_or(0.0, |c| c[e as usize]);
+                    let v = part.sentiment.map_or(0.0, |c| c.get(e as usize));
                     st.sentiment_sum += i128::from(fixed_sentiment(v));
                 }
                 if f & HAS_WAIT != 0 {
                     st.with_wait += 1;
-                    let v = part.wait.map_or(0.0, |c| c[e as usize]);
+                    let v = part.wait.map_or(0.0, |c| c.get(e as usize));
                     st.waits.push(seconds_to_micros(v));
                     let g = part.channel_global[j.channel[e as usize] as usize] as usize;
                     st.norm_sum += (medians[g].unwrap_or(0.0) * 2.0).round() as i128;

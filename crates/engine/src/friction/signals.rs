@@ -10,7 +10,7 @@
 
 use crate::case::{Case, Prepared};
 use crate::stats::quantile;
-use omnitrail_model::journeys::{Journeys, PropertyColumn};
+use omnitrail_model::journeys::{Codes, Journeys, Nums, PropertyColumn};
 use omnitrail_model::Outcome;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -207,7 +207,7 @@ impl GlobalCodes {
 }
 
 /// A text column's codes, if the partition has it as text.
-pub(crate) fn text_codes(col: Option<&PropertyColumn>) -> Option<&[u32]> {
+pub(crate) fn text_codes(col: Option<&PropertyColumn>) -> Option<&Codes> {
     match col {
         Some(PropertyColumn::Text { codes, .. }) => Some(codes),
         _ => None,
@@ -215,7 +215,7 @@ pub(crate) fn text_codes(col: Option<&PropertyColumn>) -> Option<&[u32]> {
 }
 
 /// A numeric column's values, if the partition has it as numbers.
-pub(crate) fn num_values(col: Option<&PropertyColumn>) -> Option<&[f64]> {
+pub(crate) fn num_values(col: Option<&PropertyColumn>) -> Option<&Nums> {
     match col {
         Some(PropertyColumn::Num(v)) => Some(v),
         _ => None,
@@ -224,14 +224,14 @@ pub(crate) fn num_values(col: Option<&PropertyColumn>) -> Option<&[f64]> {
 
 /// One partition's resolved columns and tables.
 pub(crate) struct PartSignals<'j> {
-    outcome: Option<&'j [u32]>,
+    outcome: Option<&'j Codes>,
     outcome_class: Vec<u8>,
-    pub topic: Option<&'j [u32]>,
+    pub topic: Option<&'j Codes>,
     topics: usize,
-    pub sentiment: Option<&'j [f64]>,
-    pub wait: Option<&'j [f64]>,
+    pub sentiment: Option<&'j Nums>,
+    pub wait: Option<&'j Nums>,
     /// `duration_seconds` (handle time), when loaded.
-    pub duration: Option<&'j [f64]>,
+    pub duration: Option<&'j Nums>,
     assisted: Vec<bool>,
     bot: Vec<bool>,
     goal_activity: Vec<bool>,
@@ -282,7 +282,7 @@ impl<'a> Signals<'a> {
                 let Some(w) = p.wait else { return };
                 let j = case.journeys;
                 for &e in case.events {
-                    let v = w[e as usize];
+                    let v = w.get(e as usize);
                     if !v.is_nan() {
                         acc[p.channel_global[j.channel[e as usize] as usize] as usize]
                             .push(seconds_to_micros(v));
@@ -348,7 +348,7 @@ impl<'a> Signals<'a> {
             let t = ts[e];
             let mut f = 0u16;
             if let Some(o) = p.outcome {
-                match p.outcome_class[o[e] as usize] {
+                match p.outcome_class[o.get(e) as usize] {
                     NO_OUTCOME => {}
                     OUTCOME_FAILURE => f |= HAS_OUTCOME | FAILURE,
                     OUTCOME_GOAL => f |= HAS_OUTCOME | GOAL | RESOLVED,
@@ -360,7 +360,7 @@ impl<'a> Signals<'a> {
             }
             let ch = j.channel[e] as usize;
             if let Some(s) = p.sentiment {
-                let v = s[e];
+                let v = s.get(e);
                 if !v.is_nan() {
                     f |= HAS_SENTIMENT;
                     if v < prm.negative_sentiment {
@@ -372,7 +372,7 @@ impl<'a> Signals<'a> {
                 }
             }
             if let Some(w) = p.wait {
-                let v = w[e];
+                let v = w.get(e);
                 if !v.is_nan() {
                     f |= HAS_WAIT;
                     if v > p.wait_threshold[ch] {
@@ -385,7 +385,7 @@ impl<'a> Signals<'a> {
             }
             if p.assisted[ch] {
                 f |= ASSISTED_CHANNEL;
-                if f & HAS_OUTCOME != 0 && p.topic.is_some_and(|tc| tc[e] != 0) {
+                if f & HAS_OUTCOME != 0 && p.topic.is_some_and(|tc| tc.get(e) != 0) {
                     f |= CONTACT;
                 }
             }
@@ -423,7 +423,7 @@ impl<'a> Signals<'a> {
                 f |= ABANDON;
             }
             if f & CONTACT != 0 {
-                let topic = p.topic.map_or(0, |tc| tc[e]) as usize;
+                let topic = p.topic.map_or(0, |tc| tc.get(e)) as usize;
                 if buf.topic_case[topic] == cn && buf.topic_next[topic] - t <= prm.repeat_window {
                     f |= REPEAT;
                 }

@@ -335,9 +335,9 @@ pub fn decode(j: &Journeys, spec: &ScanSpec) -> Vec<(CustomerId, Vec<JourneyStep
 
 fn prop_at(columns: &BTreeMap<String, PropertyColumn>, name: &str, e: usize) -> Option<String> {
     match columns.get(name).expect("requested column") {
-        PropertyColumn::Num(v) => (!v[e].is_nan()).then(|| v[e].to_string()),
+        PropertyColumn::Num(v) => (!v.get(e).is_nan()).then(|| v.get(e).to_string()),
         PropertyColumn::Text { codes, dict } => {
-            (codes[e] != 0).then(|| dict.values[codes[e] as usize - 1].clone())
+            (codes.get(e) != 0).then(|| dict.values[codes.get(e) as usize - 1].clone())
         }
     }
 }

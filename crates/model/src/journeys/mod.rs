@@ -5,6 +5,12 @@
 use crate::{CustomerId, ProjectId};
 use std::collections::{BTreeMap, HashMap};
 
+mod codes;
+mod nums;
+
+pub use codes::Codes;
+pub use nums::Nums;
+
 /// A dictionary of text values: code `i` stands for `values[i]`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Dictionary {
@@ -40,16 +46,16 @@ impl Dictionary {
 #[derive(Clone, Debug, PartialEq)]
 pub enum PropertyColumn {
     /// NaN where the event has no such property (or a non-number).
-    Num(Vec<f64>),
+    Num(Nums),
     /// Code 0 where the event has no such property; code `c > 0` is `dict.values[c - 1]`.
-    Text { codes: Vec<u32>, dict: Dictionary },
+    Text { codes: Codes, dict: Dictionary },
 }
 
 impl PropertyColumn {
     pub fn heap_bytes(&self) -> usize {
         match self {
-            PropertyColumn::Num(v) => v.len() * 8,
-            PropertyColumn::Text { codes, dict } => codes.len() * 4 + dict.heap_bytes(),
+            PropertyColumn::Num(v) => v.heap_bytes(),
+            PropertyColumn::Text { codes, dict } => codes.heap_bytes() + dict.heap_bytes(),
         }
     }
 }
