@@ -47,6 +47,26 @@ pub struct Config {
     pub costs: BTreeMap<String, f64>,
     /// `[overview]`: what the overview counts as reaching the goal.
     pub overview: OverviewConfig,
+    /// `[memory]`: how much the process keeps between queries.
+    pub memory: MemoryConfig,
+}
+
+/// The `[memory]` section.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Resolved journey columns kept between queries, in MiB (default 2048). The column
+    /// set a query has just read is kept even when it alone is larger.
+    pub columns_mb: Option<u64>,
+}
+
+impl MemoryConfig {
+    pub const DEFAULT_COLUMNS_MB: u64 = 2048;
+
+    pub fn columns_bytes(&self) -> usize {
+        let mb = self.columns_mb.unwrap_or(Self::DEFAULT_COLUMNS_MB);
+        usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
 }
 
 /// The `[overview]` section.
@@ -145,13 +165,20 @@ impl Config {
                     .map_err(|e: toml::de::Error| format!("overview: {}", e.message()))?;
                 continue;
             }
+            if key == "memory" {
+                config.memory = value
+                    .clone()
+                    .try_into()
+                    .map_err(|e: toml::de::Error| format!("memory: {}", e.message()))?;
+                continue;
+            }
             if key == "triggers" {
                 // Webhook endpoints of journey triggers, read by rules.rs.
                 continue;
             }
             if key != "stages" {
                 return Err(format!(
-                    "unknown section '{key}' (expected [stages], [identity], [friction], [costs] or [overview])"
+                    "unknown section '{key}' (expected [stages], [identity], [friction], [costs], [overview] or [memory])"
                 ));
             }
             let stages = value
@@ -219,6 +246,17 @@ mod tests {
         );
         let err = Config::parse("[overview]\ngoal = [\"renewal\"]\n").unwrap_err();
         assert!(err.starts_with("overview: unknown field `goal`"), "{err}");
+    }
+
+    #[test]
+    fn the_column_budget_is_read_in_mib_and_bad_values_refused() {
+        assert_eq!(Config::default().memory.columns_bytes(), 2048 << 20);
+        let c = Config::parse("[memory]\ncolumns_mb = 512\n").unwrap();
+        assert_eq!(c.memory.columns_bytes(), 512 << 20);
+        let err = Config::parse("[memory]\ncolumns_mb = -1\n").unwrap_err();
+        assert!(err.starts_with("memory: "), "{err}");
+        let err = Config::parse("[memory]\ncolumns = 1\n").unwrap_err();
+        assert!(err.starts_with("memory: unknown field `columns`"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod overview;
 pub mod personas;
 pub mod resolve;
+mod resolved;
 pub mod rules;
 pub mod stats;
 
@@ -30,7 +31,6 @@ use omnitrail_model::{
 use omnitrail_store::{
     DeadLetter, ImportRecord, Journeys, NoteRow, ScanSpec, Store, StoreError, StoreOptions,
 };
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -141,16 +141,12 @@ pub struct App {
     config: Config,
     clock: Arc<dyn Clock>,
     identities: Arc<identities::Identities>,
-    resolved: Mutex<HashMap<(ProjectId, ScanSpec), ResolvedEntry>>,
+    resolved: Mutex<resolved::ResolvedCache>,
     personas: personas::PersonaCache,
     compact_after_events: usize,
     privacy: erase::Privacy,
     rules: rules::Rules,
 }
-
-/// Merged journeys of one scan, and the (store data version, identity generation) they
-/// were built at.
-type ResolvedEntry = (((u64, u64), u64), Vec<Arc<Journeys>>);
 
 /// Whether an [`App`] writes its data dir or reads a snapshot of it beside the writer.
 #[derive(Clone, Copy)]
@@ -229,13 +225,14 @@ impl App {
                 ),
             ),
         };
+        let resolved = Mutex::new(resolved::ResolvedCache::new(config.memory.columns_bytes()));
         Ok(App {
             compactor,
             store,
             config,
             clock: opts.clock,
             identities,
-            resolved: Mutex::new(HashMap::new()),
+            resolved,
             personas: Mutex::new(Vec::new()),
             compact_after_events: opts.compact_after_events,
             privacy,
@@ -577,17 +574,16 @@ impl App {
         use rayon::prelude::*;
         let key = (project, spec.clone());
         let stamp = (self.store.data_version(), self.identities.generation());
-        if let Some((at, parts)) = lock(&self.resolved).get(&key) {
-            if *at == stamp {
-                return Ok(parts.clone());
-            }
+        if let Some(parts) = lock(&self.resolved).get(&key, stamp) {
+            return Ok(parts);
         }
         let overlay = self.identities.overlay(&self.store, project)?;
         let partitions = self.store.partitions();
         let parts: Vec<Arc<Journeys>> = if overlay.is_empty() {
             (0..partitions)
                 .into_par_iter()
-                .map(|p| Ok(self.store.journeys(project, p, spec)?))
+                // Uncached in the store: this cache is the one that holds columns.
+                .map(|p| Ok(self.store.scan(project, p, spec)?))
                 .collect::<Result<_, AppError>>()?
         } else {
             // Uncached raw scans, owned so the regroup can free them column by column:
@@ -601,9 +597,7 @@ impl App {
                 .collect::<Result<_, AppError>>()?;
             resolve::regroup(project, raw, &overlay)
         };
-        let mut cache = lock(&self.resolved);
-        cache.retain(|_, (at, _)| *at == stamp);
-        cache.insert(key, (stamp, parts.clone()));
+        lock(&self.resolved).insert(key, stamp, parts.clone());
         Ok(parts)
     }
 
