@@ -252,7 +252,7 @@ pub(crate) fn decode(j: &Journeys, index: usize) -> (Vec<Ev<'_>>, Vec<TraitView>
         events.push(Ev {
             ts: j.ts[e],
             channel: &j.channels.values[j.channel[e] as usize],
-            activity: &j.activities.values[j.activity[e] as usize],
+            activity: &j.activities.values[j.activity.get(e) as usize],
             props,
         });
     }

@@ -50,9 +50,7 @@ pub fn regroup(
     for j in &mut raw {
         j.ts = Vec::new();
     }
-    let (activity, activities) = unzip(gather(&layouts, |l| {
-        recode(l, &raw, |j| (&j.activity, &j.activities))
-    }));
+    let (activity, activities) = unzip(gather(&layouts, |l| recode_activity(l, &raw)));
     for j in &mut raw {
         (j.activity, j.activities) = Default::default();
     }
@@ -194,20 +192,19 @@ fn unzip<A, B>(pairs: Vec<(A, B)>) -> (Vec<A>, Vec<B>) {
     pairs.into_iter().unzip()
 }
 
-/// A dictionary-coded column gathered for one target, coded on first use so a partition's
+/// The activity column gathered for one target, coded on first use so a partition's
 /// dictionary holds only the values it uses.
-fn recode(
-    layout: &Layout,
-    raw: &[Journeys],
-    column: impl Fn(&Journeys) -> (&Vec<u32>, &Dictionary),
-) -> (Vec<u32>, Dictionary) {
+fn recode_activity(layout: &Layout, raw: &[Journeys]) -> (Codes, Dictionary) {
     let mut dict = Dictionary::default();
-    let mut remaps = Remaps::new(raw.iter().map(|j| column(j).1.len()));
-    let codes = layout.rows(|p, e| {
-        let (codes, source) = column(&raw[p]);
-        let c = codes[e] as usize;
-        remaps.code(p, c, || dict.code(&source.values[c]))
-    });
+    let mut remaps = Remaps::new(raw.iter().map(|j| j.activities.len()));
+    let mut codes = Codes::with_capacity(layout.events());
+    for &(p, first, len) in &layout.runs {
+        let (p, j) = (p as usize, &raw[p as usize]);
+        codes.extend((first..first + len).map(|e| {
+            let c = j.activity.get(e as usize) as usize;
+            remaps.code(p, c, || dict.code(&j.activities.values[c]))
+        }));
+    }
     (codes, dict)
 }
 
@@ -328,7 +325,7 @@ mod tests {
                     customers: Vec::new(),
                     offsets: vec![0],
                     ts: Vec::new(),
-                    activity: Vec::new(),
+                    activity: Codes::default(),
                     activities: Dictionary::default(),
                     channel: Vec::new(),
                     channels: Dictionary::default(),
@@ -375,7 +372,7 @@ mod tests {
                         let code = codes.get(e) as usize;
                         let text = (code > 0).then(|| dict.values[code - 1].clone());
                         let n = (!num.get(e).is_nan()).then(|| num.get(e) as u64);
-                        let (a, ch) = (j.activity[e] as usize, j.channel[e] as usize);
+                        let (a, ch) = (j.activity.get(e) as usize, j.channel[e] as usize);
                         (
                             j.ts[e],
                             j.activities.values[a].clone(),

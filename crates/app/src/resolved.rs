@@ -98,7 +98,7 @@ mod tests {
             customers: Vec::new(),
             offsets: vec![0],
             ts: vec![0; events],
-            activity: vec![0; events],
+            activity: vec![0; events].into(),
             activities: Dictionary::default(),
             channel: vec![0; events],
             channels: Dictionary::default(),

@@ -38,15 +38,26 @@ fn dictionary_bytes<'a>(names: impl Iterator<Item = &'a String>) -> u64 {
 }
 
 /// The memory the columnar journeys of `summary`'s events take without properties
-/// (`Journeys::heap_bytes`): per event its time, activity and channel codes; per customer
-/// its id and offset; per partition an end offset and its dictionaries.
+/// (`Journeys::heap_bytes`): per event its time and channel code and its activity code in
+/// the width its partition's activities need; per customer its id and offset; per
+/// partition an end offset and its dictionaries.
 fn journey_bytes(summary: &EventSummary, customers: u64, partitions: u32) -> u64 {
-    let dictionaries: u64 = summary
+    let per_partition: u64 = summary
         .partitions
         .values()
-        .map(|c| dictionary_bytes(c.channels.keys()) + dictionary_bytes(c.activities.keys()))
+        .map(|c| {
+            let events: u64 = c.activities.values().sum();
+            let width = match c.activities.len() {
+                0..=256 => 1,
+                257..=65_536 => 2,
+                _ => 4,
+            };
+            events * width
+                + dictionary_bytes(c.channels.keys())
+                + dictionary_bytes(c.activities.keys())
+        })
         .sum();
-    summary.events * (8 + 4 + 2) + customers * (8 + 4) + u64::from(partitions) * 4 + dictionaries
+    summary.events * (8 + 2) + customers * (8 + 4) + u64::from(partitions) * 4 + per_partition
 }
 
 /// Stats from a project's event counts ([`Store::event_summary`]) and its number of

@@ -44,7 +44,7 @@ fn reference(app: &App) -> (Counted, f64) {
                 .entry(j.channels.values[j.channel[i] as usize].to_string())
                 .or_default() += 1;
             *c.activities
-                .entry(j.activities.values[j.activity[i] as usize].to_string())
+                .entry(j.activities.values[j.activity.get(i) as usize].to_string())
                 .or_default() += 1;
         }
     }

@@ -112,7 +112,7 @@ fn main() {
                 customers: Vec::new(),
                 offsets: vec![0],
                 ts: Vec::new(),
-                activity: Vec::new(),
+                activity: Default::default(),
                 activities,
                 channel: Vec::new(),
                 channels,

@@ -63,7 +63,7 @@ impl Case<'_> {
 
     pub fn activity_name(&self, k: usize) -> &str {
         let j = self.journeys;
-        &j.activities.values[j.activity[self.events[k] as usize] as usize]
+        &j.activities.values[j.activity.get(self.events[k] as usize) as usize]
     }
 
     /// Last minus first timestamp, in µs (0 for a single event).
@@ -174,7 +174,7 @@ enum StepSource<'j> {
         table: &'j [u32],
     },
     Pair {
-        activity: &'j [u32],
+        activity: &'j Codes,
         channel: &'j [u16],
         table: &'j [u32],
         channels: usize,
@@ -183,7 +183,16 @@ enum StepSource<'j> {
     Nothing,
 }
 
-impl StepSource<'_> {
+impl<'j> StepSource<'j> {
+    /// Steps by a dictionary-coded column, in its width.
+    fn codes(codes: &'j Codes, table: &'j [u32]) -> StepSource<'j> {
+        match codes {
+            Codes::U8(codes) => StepSource::Codes8 { codes, table },
+            Codes::U16(codes) => StepSource::Codes16 { codes, table },
+            Codes::U32(codes) => StepSource::Codes32 { codes, table },
+        }
+    }
+
     #[inline]
     fn step(&self, e: usize) -> u32 {
         match self {
@@ -195,7 +204,7 @@ impl StepSource<'_> {
                 channel,
                 table,
                 channels,
-            } => table[activity[e] as usize * channels + channel[e] as usize],
+            } => table[activity.get(e) as usize * channels + channel[e] as usize],
             StepSource::PerEvent(t) => t[e],
             StepSource::Nothing => NO_STEP,
         }
@@ -223,7 +232,7 @@ impl StepSource<'_> {
             } => activity
                 .iter()
                 .zip(channel.iter())
-                .map(|(&a, &c)| table[a as usize * channels + c as usize])
+                .map(|(a, &c)| table[a as usize * channels + c as usize])
                 .collect(),
             StepSource::PerEvent(t) => t.to_vec(),
             StepSource::Nothing => vec![NO_STEP; events],
@@ -690,10 +699,7 @@ impl LocalSteps {
 impl StepMap {
     fn source<'j>(&'j self, j: &'j Journeys) -> StepSource<'j> {
         match self {
-            StepMap::Activity(table) => StepSource::Codes32 {
-                codes: &j.activity,
-                table,
-            },
+            StepMap::Activity(table) => StepSource::codes(&j.activity, table),
             StepMap::Channel(table) => StepSource::Codes16 {
                 codes: &j.channel,
                 table,
@@ -705,11 +711,7 @@ impl StepMap {
                 channels: *channels,
             },
             StepMap::Text { property, table } => match j.properties.get(property) {
-                Some(PropertyColumn::Text { codes, .. }) => match codes {
-                    Codes::U8(codes) => StepSource::Codes8 { codes, table },
-                    Codes::U16(codes) => StepSource::Codes16 { codes, table },
-                    Codes::U32(codes) => StepSource::Codes32 { codes, table },
-                },
+                Some(PropertyColumn::Text { codes, .. }) => StepSource::codes(codes, table),
                 _ => StepSource::Nothing,
             },
             StepMap::PerEvent(t) => StepSource::PerEvent(t),
@@ -777,7 +779,7 @@ fn local_steps(j: &Journeys, stages: &Stages, step: &StepDimension) -> LocalStep
             if na * nc <= MAX_PAIR_TABLE {
                 // Only pairs that occur get a name, so the alphabet stays what the data holds.
                 let mut seen = vec![false; na * nc];
-                for (&a, &c) in j.activity.iter().zip(&j.channel) {
+                for (a, &c) in j.activity.iter().zip(&j.channel) {
                     seen[a as usize * nc + c as usize] = true;
                 }
                 let table = seen
@@ -802,7 +804,7 @@ fn local_steps(j: &Journeys, stages: &Stages, step: &StepDimension) -> LocalStep
                     .activity
                     .iter()
                     .zip(&j.channel)
-                    .map(|(&a, &c)| {
+                    .map(|(a, &c)| {
                         *pairs
                             .entry((a, c))
                             .or_insert_with(|| intern(&mut names, &mut index, name(a, c)))

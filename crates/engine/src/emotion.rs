@@ -166,7 +166,7 @@ pub fn emotion_curve(
                 let x = i128::from(fixed_sentiment(v));
                 acc.n += 1;
                 acc.sum += x;
-                let st = table[j.activity[e as usize] as usize];
+                let st = table[j.activity.get(e as usize) as usize];
                 if st != u32::MAX {
                     acc.stage_n[st as usize] += 1;
                     acc.stage_sum[st as usize] += x;

@@ -1240,7 +1240,7 @@ mod tests {
             partition: 0,
             customers: vec![CustomerId(1)],
             offsets: vec![0, ts.len() as u32],
-            activity: vec![0; ts.len()],
+            activity: vec![0; ts.len()].into(),
             activities: Dictionary::default(),
             channel: vec![0; ts.len()],
             channels: Dictionary::default(),

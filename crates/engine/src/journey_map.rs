@@ -207,7 +207,7 @@ pub fn journey_map(
             let mut mapped = false;
             for &e in case.events {
                 let e = e as usize;
-                let s = table[j.activity[e] as usize];
+                let s = table[j.activity.get(e) as usize];
                 if s == NONE {
                     acc.unmapped += 1;
                     continue;

@@ -184,7 +184,7 @@ pub fn overview(prepared: &Prepared<'_>, options: &OverviewOptions) -> Overview 
                     acc.channel_customers[c] += 1;
                 }
                 goal = goal
-                    || goal_activity[pi][j.activity[e] as usize]
+                    || goal_activity[pi][j.activity.get(e) as usize]
                     || outcome
                         .is_some_and(|o| goal_outcome[pi].get(o.get(e) as usize) == Some(&true));
                 let slot = acc.periods.entry(period.index(j.ts[e])).or_default();

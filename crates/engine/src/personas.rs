@@ -334,7 +334,7 @@ fn customer_features(
             }
         }
         channel_counts[channel_step as usize] += 1.0;
-        let a = cols.activity[j.activity[e] as usize];
+        let a = cols.activity[j.activity.get(e) as usize];
         if activity_counts[a as usize] == 0 {
             touched.push(a);
         }
@@ -369,7 +369,7 @@ fn customer_features(
         if let Some(v) = cols.value.map(|s| s.get(e)).filter(|v| !v.is_nan()) {
             value += v;
         }
-        converted |= cols.purchase == Some(j.activity[e]);
+        converted |= cols.purchase == Some(j.activity.get(e));
     }
     touched.sort_unstable();
     for &a in touched.iter() {

@@ -23,7 +23,7 @@ pub(crate) struct JourneysBuilder {
     customer: Vec<u64>,
     ts: Vec<i64>,
     seq: Vec<u64>,
-    activity: Vec<u32>,
+    activity: Codes,
     activities: Dictionary,
     channel: Vec<u16>,
     channels: Dictionary,
@@ -52,7 +52,7 @@ impl JourneysBuilder {
             customer: Vec::new(),
             ts: Vec::new(),
             seq: Vec::new(),
-            activity: Vec::new(),
+            activity: Codes::default(),
             activities: Dictionary::default(),
             channel: Vec::new(),
             channels: Dictionary::default(),
@@ -252,7 +252,7 @@ impl JourneysBuilder {
         }
         offsets.push(n as u32);
         drop(customer);
-        let text = |codes: Codes| match &order {
+        let permute_codes = |codes: Codes| match &order {
             None => codes,
             Some(order) => order.iter().map(|&i| codes.get(i as usize)).collect(),
         };
@@ -265,7 +265,7 @@ impl JourneysBuilder {
                         Some(order) => order.iter().map(|&i| v.get(i as usize)).collect(),
                     }),
                     Builder::Text(codes, dict) => PropertyColumn::Text {
-                        codes: text(codes),
+                        codes: permute_codes(codes),
                         dict,
                     },
                 };
@@ -275,7 +275,7 @@ impl JourneysBuilder {
         let traits = traits
             .into_iter()
             .map(|(name, codes, dict)| {
-                let codes = text(codes);
+                let codes = permute_codes(codes);
                 (name, PropertyColumn::Text { codes, dict })
             })
             .collect();
@@ -285,7 +285,7 @@ impl JourneysBuilder {
             customers,
             offsets,
             ts: permute(ts, &order),
-            activity: permute(activity, &order),
+            activity: permute_codes(activity),
             activities,
             channel: permute(channel, &order),
             channels,

@@ -120,7 +120,7 @@ fn check_fixture(j: &Journeys, when: &str) {
     let activities: Vec<&str> = j
         .activity
         .iter()
-        .map(|&a| j.activities.values[a as usize].as_str())
+        .map(|a| j.activities.values[a as usize].as_str())
         .collect();
     assert_eq!(
         activities,
@@ -271,7 +271,7 @@ fn journeys_are_cached_until_data_changes() {
         "cy's new event is last in his journey"
     );
     assert_eq!(
-        after_ingest.activities.values[after_ingest.activity[cy.end - 1] as usize],
+        after_ingest.activities.values[after_ingest.activity.get(cy.end - 1) as usize],
         "buy"
     );
 

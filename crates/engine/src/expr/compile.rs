@@ -89,7 +89,7 @@ pub(crate) enum FNode<'a> {
     Const(bool),
     /// By activity code; also what stage tests become.
     Activity {
-        codes: &'a [u32],
+        codes: &'a Codes,
         table: Vec<bool>,
     },
     Channel {
@@ -98,14 +98,14 @@ pub(crate) enum FNode<'a> {
     },
     /// By `channel * activities + activity`.
     Touchpoint {
-        activity: &'a [u32],
+        activity: &'a Codes,
         channel: &'a [u16],
         activities: usize,
         table: Vec<bool>,
     },
     /// The (channel, activity) pairs that pass, sorted.
     TouchpointPairs {
-        activity: &'a [u32],
+        activity: &'a Codes,
         channel: &'a [u16],
         pairs: Vec<(u16, u32)>,
     },
@@ -145,19 +145,19 @@ impl FNode<'_> {
     fn eval(&self, e: usize) -> bool {
         match self {
             FNode::Const(b) => *b,
-            FNode::Activity { codes, table } => table[codes[e] as usize],
+            FNode::Activity { codes, table } => table[codes.get(e) as usize],
             FNode::Channel { codes, table } => table[codes[e] as usize],
             FNode::Touchpoint {
                 activity,
                 channel,
                 activities,
                 table,
-            } => table[channel[e] as usize * activities + activity[e] as usize],
+            } => table[channel[e] as usize * activities + activity.get(e) as usize],
             FNode::TouchpointPairs {
                 activity,
                 channel,
                 pairs,
-            } => pairs.binary_search(&(channel[e], activity[e])).is_ok(),
+            } => pairs.binary_search(&(channel[e], activity.get(e))).is_ok(),
             FNode::Hour { ts, table } => table[hour_of(ts[e]) as usize],
             FNode::Weekday { ts, table } => table[weekday_of(ts[e]) as usize - 1],
             FNode::Text { codes, table } => table[codes.get(e) as usize],
@@ -363,12 +363,7 @@ impl<'a> Ctx<'a, '_> {
                 table,
             });
         }
-        let mut seen: Vec<(u16, u32)> = j
-            .channel
-            .iter()
-            .copied()
-            .zip(j.activity.iter().copied())
-            .collect();
+        let mut seen: Vec<(u16, u32)> = j.channel.iter().copied().zip(j.activity.iter()).collect();
         seen.sort_unstable();
         seen.dedup();
         let pairs: Vec<(u16, u32)> = seen

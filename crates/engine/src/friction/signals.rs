@@ -355,7 +355,7 @@ impl<'a> Signals<'a> {
                     _ => f |= HAS_OUTCOME,
                 }
             }
-            if p.goal_activity[j.activity[e] as usize] {
+            if p.goal_activity[j.activity.get(e) as usize] {
                 f |= GOAL;
             }
             let ch = j.channel[e] as usize;

@@ -77,7 +77,7 @@ pub struct Journeys {
     pub offsets: Vec<u32>,
     /// Microseconds since the epoch, UTC. Equal times keep arrival order.
     pub ts: Vec<i64>,
-    pub activity: Vec<u32>,
+    pub activity: Codes,
     pub activities: Dictionary,
     pub channel: Vec<u16>,
     pub channels: Dictionary,
@@ -98,7 +98,8 @@ impl Journeys {
     pub fn heap_bytes(&self) -> usize {
         self.customers.len() * 8
             + self.offsets.len() * 4
-            + self.ts.len() * (8 + 4 + 2)
+            + self.ts.len() * (8 + 2)
+            + self.activity.heap_bytes()
             + self.activities.heap_bytes()
             + self.channels.heap_bytes()
             + self

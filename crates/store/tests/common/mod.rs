@@ -314,7 +314,7 @@ pub fn decode(j: &Journeys, spec: &ScanSpec) -> Vec<(CustomerId, Vec<JourneyStep
         let steps: Vec<JourneyStep> = range
             .map(|e| JourneyStep {
                 ts: j.ts[e],
-                activity: j.activities.values[j.activity[e] as usize].clone(),
+                activity: j.activities.values[j.activity.get(e) as usize].clone(),
                 channel: j.channels.values[j.channel[e] as usize].clone(),
                 props: spec
                     .properties
