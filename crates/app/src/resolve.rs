@@ -161,17 +161,8 @@ impl Layout {
     }
 
     /// One value per event, in order, from (source partition, row).
-    fn rows<T>(&self, value: impl FnMut(usize, usize) -> T) -> Vec<T> {
-        let out = Vec::with_capacity(self.events());
-        self.rows_into(out, value)
-    }
-
-    /// Like [`Layout::rows`], into any column that can be extended.
-    fn rows_into<T, C: Extend<T>>(
-        &self,
-        mut out: C,
-        mut value: impl FnMut(usize, usize) -> T,
-    ) -> C {
+    fn rows<T>(&self, mut value: impl FnMut(usize, usize) -> T) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.events());
         for &(p, first, len) in &self.runs {
             out.extend((first..first + len).map(|e| value(p as usize, e as usize)));
         }
