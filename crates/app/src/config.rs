@@ -101,6 +101,14 @@ pub struct FrictionConfig {
     pub containment_window: Option<String>,
 }
 
+/// A section read into its typed form; errors are prefixed with the section's name.
+fn section<T: serde::de::DeserializeOwned>(name: &str, value: &toml::Value) -> Result<T, String> {
+    value
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("{name}: {}", e.message()))
+}
+
 fn parse_costs(value: &toml::Value) -> Result<BTreeMap<String, f64>, String> {
     let table = value
         .as_table()
@@ -141,17 +149,11 @@ impl Config {
         let mut config = Config::default();
         for (key, value) in &table {
             if key == "identity" {
-                config.identity = value
-                    .clone()
-                    .try_into()
-                    .map_err(|e: toml::de::Error| format!("identity: {}", e.message()))?;
+                config.identity = section(key, value)?;
                 continue;
             }
             if key == "friction" {
-                config.friction = value
-                    .clone()
-                    .try_into()
-                    .map_err(|e: toml::de::Error| format!("friction: {}", e.message()))?;
+                config.friction = section(key, value)?;
                 continue;
             }
             if key == "costs" {
@@ -159,17 +161,11 @@ impl Config {
                 continue;
             }
             if key == "overview" {
-                config.overview = value
-                    .clone()
-                    .try_into()
-                    .map_err(|e: toml::de::Error| format!("overview: {}", e.message()))?;
+                config.overview = section(key, value)?;
                 continue;
             }
             if key == "memory" {
-                config.memory = value
-                    .clone()
-                    .try_into()
-                    .map_err(|e: toml::de::Error| format!("memory: {}", e.message()))?;
+                config.memory = section(key, value)?;
                 continue;
             }
             if key == "triggers" {
