@@ -424,6 +424,19 @@ impl Identities {
             .map_err(AppError::Identity)
     }
 
+    /// The canonical customer of each key, as far as the graph in memory knows: the
+    /// store's placer. A graph not read yet is not read for this; its keys are their own
+    /// customers, which is always a valid placement (reads move them if they merged).
+    pub fn canonical_keys(&self, project: ProjectId, keys: &[CustomerId]) -> Vec<CustomerId> {
+        if !self.is_loaded() {
+            return keys.to_vec();
+        }
+        match self.read().get(&project) {
+            Some(graph) => keys.iter().map(|&k| graph.customer_of_key(k)).collect(),
+            None => keys.to_vec(),
+        }
+    }
+
     /// The store's rule for keying events: the graph's primary identifier.
     pub fn primary_rule(&self) -> PrimaryRule {
         let rules = self.rules.clone();

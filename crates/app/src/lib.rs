@@ -197,6 +197,10 @@ impl App {
             Access::Reader => Store::open_read_only(dir, store_opts)?,
         });
         identities.check_primary_rule(&store)?;
+        store.set_placer({
+            let identities = identities.clone();
+            Arc::new(move |project, keys| identities.canonical_keys(project, keys))
+        });
         if let Some((file, bytes, why)) = &store.open_report().cut_tail {
             tracing::warn!(
                 "recovered the ingest log: cut {bytes} bytes of a torn write at the end of {} ({why})",
@@ -579,26 +583,53 @@ impl App {
         }
         let overlay = self.identities.overlay(&self.store, project)?;
         let partitions = self.store.partitions();
-        let parts: Vec<Arc<Journeys>> = if overlay.is_empty() {
-            (0..partitions)
+        // Segments are filed under each key's customer as of its compaction: a partition
+        // read as filed is whole, moving only the keys whose customer changed since.
+        let mut attempts = 0;
+        let parts: Vec<Arc<Journeys>> = loop {
+            let Some(resolution) = self.store.resolution(project, overlay.clone())? else {
+                tracing::debug!("many keys changed customer since they were placed: regrouping");
+                break self.regrouped(project, spec, &overlay)?;
+            };
+            tracing::debug!(
+                "{} placed keys changed customer since they were placed",
+                resolution.moved_keys()
+            );
+            let scanned: Result<Vec<Arc<Journeys>>, StoreError> = (0..partitions)
                 .into_par_iter()
-                // Uncached in the store: this cache is the one that holds columns.
-                .map(|p| Ok(self.store.scan(project, p, spec)?))
-                .collect::<Result<_, AppError>>()?
-        } else {
-            // Uncached raw scans, owned so the regroup can free them column by column:
-            // only the merged form is kept in memory.
-            let raw: Vec<Journeys> = (0..partitions)
-                .into_par_iter()
-                .map(|p| {
-                    let scanned = self.store.scan(project, p, spec)?;
-                    Ok(Arc::try_unwrap(scanned).unwrap_or_else(|shared| (*shared).clone()))
-                })
-                .collect::<Result<_, AppError>>()?;
-            resolve::regroup(project, raw, &overlay)
+                .map(|p| Ok(Arc::new(self.store.scan_resolved(p, spec, &resolution)?)))
+                .collect();
+            match scanned {
+                Err(StoreError::PlacementChanged) if attempts < 3 => attempts += 1,
+                Err(StoreError::PlacementChanged) => {
+                    break self.regrouped(project, spec, &overlay)?;
+                }
+                other => break other?,
+            }
         };
         lock(&self.resolved).insert(key, stamp, parts.clone());
         Ok(parts)
+    }
+
+    /// Every partition read under write-time keys and regrouped by `overlay`: for a store
+    /// where too many keys changed customer since they were placed.
+    fn regrouped(
+        &self,
+        project: ProjectId,
+        spec: &ScanSpec,
+        overlay: &resolve::Overlay,
+    ) -> Result<Vec<Arc<Journeys>>, AppError> {
+        use rayon::prelude::*;
+        // Uncached raw scans, owned so the regroup can free them column by column: only
+        // the merged form is kept in memory.
+        let raw: Vec<Journeys> = (0..self.store.partitions())
+            .into_par_iter()
+            .map(|p| {
+                let scanned = self.store.scan(project, p, spec)?;
+                Ok(Arc::try_unwrap(scanned).unwrap_or_else(|shared| (*shared).clone()))
+            })
+            .collect::<Result<_, AppError>>()?;
+        Ok(resolve::regroup(project, raw, overlay))
     }
 
     /// The customer view by any identifier (see [`customer`]).

@@ -1404,6 +1404,16 @@ impl IdentityGraph {
         (min != NO_KEY).then_some(CustomerId(min))
     }
 
+    /// The canonical customer of a write-time key: the smallest key of its cluster, or the
+    /// key itself if the graph does not know it.
+    pub fn customer_of_key(&self, key: CustomerId) -> CustomerId {
+        self.key_index
+            .find(mix(key.0), |n| self.node(n).key == key.0)
+            .map(|n| self.node(self.cfind_ro(n)).cmin)
+            .filter(|&min| min != NO_KEY)
+            .map_or(key, CustomerId)
+    }
+
     /// The cluster of a customer: `customer` is a canonical id or any key merged into one.
     pub fn cluster(&self, customer: CustomerId) -> Option<Cluster> {
         let n = self

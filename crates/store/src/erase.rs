@@ -864,7 +864,12 @@ impl Store {
                 let replacement = if kept.is_empty() {
                     None
                 } else {
-                    let refs: Vec<&LogRecord> = kept.iter().collect();
+                    // Rows stay under their placement, and so in file order.
+                    let placement = self.placement(&manifest, s.project)?;
+                    let refs: Vec<(u64, &LogRecord)> = kept
+                        .iter()
+                        .map(|r| (placement.filed(r.customer.0), r))
+                        .collect();
                     Some(self.write_new_segment(
                         s.project,
                         s.partition,

@@ -2,6 +2,7 @@
 //! tail.
 
 use crate::log::LogRecord;
+use crate::placement::Resolution;
 use crate::segment::{self, column, dictionary};
 use crate::StoreError;
 use arrow_array::cast::AsArray;
@@ -16,11 +17,31 @@ enum Builder {
     Text(Codes, Dictionary),
 }
 
+/// Each row's customer, and the batch without the rows of other partitions (`None` when
+/// every row stays).
+type Routed = (Vec<u64>, Option<arrow_array::RecordBatch>);
+
+/// Which customer a segment row is read under.
+#[derive(Clone, Copy)]
+pub(crate) enum Route<'a> {
+    /// Its write-time key: the store's own view, which the app regroups.
+    Key,
+    /// Its placement (the row's customer id), or for a key the resolution moves, the
+    /// key's customer now. Rows that then belong to another partition are left out;
+    /// `own` says the segment is of this partition, so an unmoved row belongs here.
+    Placed {
+        resolution: Option<&'a Resolution>,
+        own: bool,
+    },
+}
+
 /// Gathers rows from segments and the log tail in any order, then sorts them once.
 pub(crate) struct JourneysBuilder {
     project: ProjectId,
     partition: u32,
     customer: Vec<u64>,
+    /// Write-time keys: they order equal times of one customer (then seq).
+    key: Vec<u64>,
     ts: Vec<i64>,
     seq: Vec<u64>,
     activity: Codes,
@@ -50,6 +71,7 @@ impl JourneysBuilder {
             project,
             partition,
             customer: Vec::new(),
+            key: Vec::new(),
             ts: Vec::new(),
             seq: Vec::new(),
             activity: Codes::default(),
@@ -70,8 +92,10 @@ impl JourneysBuilder {
         self.channels.code(name).min(u32::from(u16::MAX)) as u16
     }
 
-    pub fn add_record(&mut self, r: &LogRecord) {
-        self.customer.push(r.customer.0);
+    /// A log record, under `customer`.
+    pub fn add_record(&mut self, r: &LogRecord, customer: u64) {
+        self.customer.push(customer);
+        self.key.push(r.customer.0);
         self.ts.push(r.event.timestamp.as_micros());
         self.seq.push(r.seq);
         let a = self.activities.code(&r.event.activity);
@@ -103,6 +127,7 @@ impl JourneysBuilder {
     fn segment_columns(&self) -> (Vec<&'static str>, Vec<String>, bool) {
         let fixed = vec![
             segment::COL_CUSTOMER,
+            segment::COL_KEY,
             segment::COL_TIMESTAMP,
             segment::COL_SEQ,
             segment::COL_ACTIVITY,
@@ -127,28 +152,91 @@ impl JourneysBuilder {
         (fixed, named, custom)
     }
 
-    pub fn add_segment(&mut self, segment: &segment::SegmentFile) -> Result<(), StoreError> {
+    pub fn add_segment(
+        &mut self,
+        segment: &segment::SegmentFile,
+        route: Route<'_>,
+    ) -> Result<(), StoreError> {
         let (fixed, named, custom) = self.segment_columns();
         let mut names: Vec<&str> = fixed;
         names.extend(named.iter().map(String::as_str));
         segment::read_journey_columns(segment, &names, |batch| {
-            self.add_batch(batch, segment.path(), custom)
+            self.add_batch(batch, segment.path(), custom, route)
         })
     }
 
-    /// The rows of `keys` (sorted) in a segment, found through its page index; returns how
-    /// many rows were decoded to find them.
+    /// The rows filed under `customers` (sorted) in a segment, found through its page
+    /// index; returns how many rows were decoded to find them.
     pub fn add_segment_keys(
         &mut self,
         index: &segment::SegmentIndex,
-        keys: &[u64],
+        customers: &[u64],
+        route: Route<'_>,
     ) -> Result<u64, StoreError> {
         let (fixed, named, custom) = self.segment_columns();
         let mut names: Vec<&str> = fixed;
         names.extend(named.iter().map(String::as_str));
-        segment::read_key_columns(index, &names, keys, |batch| {
-            self.add_batch(batch, index.file().path(), custom)
+        segment::read_key_columns(index, &names, customers, |batch| {
+            self.add_batch(batch, index.file().path(), custom, route)
         })
+    }
+
+    /// Each row's customer under `route`, and the batch without the rows of other
+    /// partitions (`None` when every row stays).
+    fn route_batch(
+        &self,
+        batch: &arrow_array::RecordBatch,
+        path: &std::path::Path,
+        route: Route<'_>,
+    ) -> Result<Option<Routed>, StoreError> {
+        let Route::Placed {
+            resolution: Some(resolution),
+            own,
+        } = route
+        else {
+            return Ok(None);
+        };
+        let filed = column(batch, segment::COL_CUSTOMER, path)?.as_primitive::<UInt64Type>();
+        let keys = segment::keys(batch, path)?;
+        let mut customers = Vec::with_capacity(keys.len());
+        let mut keep = Vec::with_capacity(keys.len());
+        // Rows are sorted by placement: whether one is affected is asked once per run.
+        let mut last: Option<(u64, bool)> = None;
+        for (&filed, &key) in filed.values().iter().zip(keys) {
+            let affected = match last {
+                Some((f, a)) if f == filed => a,
+                _ => {
+                    let a = resolution.affected.contains(&filed);
+                    last = Some((filed, a));
+                    a
+                }
+            };
+            let customer = if affected {
+                resolution.moved.get(&key).copied().unwrap_or(filed)
+            } else {
+                filed
+            };
+            keep.push(
+                (own && customer == filed) || resolution.partition_of(customer) == self.partition,
+            );
+            customers.push(customer);
+        }
+        if keep.iter().all(|&k| k) {
+            return Ok(Some((customers, None)));
+        }
+        let mask = arrow_array::BooleanArray::from(keep.clone());
+        let kept = arrow_select::filter::filter_record_batch(batch, &mask).map_err(|e| {
+            StoreError::Parquet {
+                path: path.to_path_buf(),
+                message: format!("filtering moved rows: {e}"),
+            }
+        })?;
+        let customers = customers
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(c, k)| k.then_some(c))
+            .collect();
+        Ok(Some((customers, Some(kept))))
     }
 
     fn add_batch(
@@ -156,12 +244,28 @@ impl JourneysBuilder {
         batch: &arrow_array::RecordBatch,
         path: &std::path::Path,
         custom: bool,
+        route: Route<'_>,
     ) -> Result<(), StoreError> {
-        let customer = column(batch, segment::COL_CUSTOMER, path)?.as_primitive::<UInt64Type>();
+        let routed = self.route_batch(batch, path, route)?;
+        let batch = match &routed {
+            Some((_, Some(kept))) => kept,
+            _ => batch,
+        };
+        let keys = segment::keys(batch, path)?;
+        match (&routed, route) {
+            (Some((customers, _)), _) => self.customer.extend_from_slice(customers),
+            (None, Route::Key) => self.customer.extend_from_slice(keys),
+            (None, Route::Placed { .. }) => self.customer.extend(
+                column(batch, segment::COL_CUSTOMER, path)?
+                    .as_primitive::<UInt64Type>()
+                    .values()
+                    .iter(),
+            ),
+        }
+        self.key.extend_from_slice(keys);
         let ts =
             column(batch, segment::COL_TIMESTAMP, path)?.as_primitive::<TimestampMicrosecondType>();
         let seq = column(batch, segment::COL_SEQ, path)?.as_primitive::<UInt64Type>();
-        self.customer.extend(customer.values().iter());
         self.ts.extend(ts.values().iter());
         self.seq.extend(seq.values().iter());
         let (keys, values) = dictionary(batch, segment::COL_ACTIVITY, path)?;
@@ -220,6 +324,7 @@ impl JourneysBuilder {
             project,
             partition,
             customer,
+            key: keys,
             ts,
             seq,
             activity,
@@ -230,7 +335,9 @@ impl JourneysBuilder {
             traits,
         } = self;
         let n = ts.len();
-        let key = |i: usize| (customer[i], ts[i], seq[i]);
+        // Equal times of one customer in key order, then arrival order within a key: the
+        // order a cluster's journeys merged by time have (resolve.rs in the app).
+        let key = |i: usize| (customer[i], ts[i], keys[i], seq[i]);
         // Segments are sorted runs and a partition is often one of them: then nothing moves.
         let order: Option<Vec<u32>> = if (1..n).all(|i| key(i - 1) <= key(i)) {
             None
@@ -241,6 +348,7 @@ impl JourneysBuilder {
             Some(order)
         };
         drop(seq);
+        drop(keys);
         let customer = permute(customer, &order);
         let mut customers = Vec::new();
         let mut offsets = Vec::new();

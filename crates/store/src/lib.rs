@@ -17,6 +17,7 @@ pub mod journeys;
 pub mod log;
 pub mod manifest;
 pub mod meta;
+pub mod placement;
 pub mod segment;
 pub mod triggers;
 
@@ -24,9 +25,12 @@ pub use durability::{Durability, OsDurability};
 pub use erase::{AuditEntry, EraseCounts, EraseRequest, Erased, Suppression};
 pub use identity_snapshot::IdentitySnapshot;
 pub use log::LogRecord;
-pub use manifest::{Manifest, SegmentCounts, SegmentMeta, DEFAULT_PARTITIONS, FORMAT_VERSION};
+pub use manifest::{
+    Manifest, PlacementRun, SegmentCounts, SegmentMeta, DEFAULT_PARTITIONS, FORMAT_VERSION,
+};
 pub use meta::{ApiKeyRow, DeadLetter, EvidenceRow, IdentityRevision, ImportRecord, Meta, NoteRow};
 pub use omnitrail_model::journeys::{Dictionary, Journeys, PropertyColumn, ScanSpec};
+pub use placement::{Placement, Placer, Resolution};
 pub use triggers::{
     AttemptOutcome, DeliveryRow, FiringRow, TaskFilter, TaskListing, TaskRow, TriggerRuleRow,
     TriggerStateRow, TriggerWrite,
@@ -80,6 +84,9 @@ pub enum StoreError {
     UnknownProject(u32),
     #[error("event has no identifier that can key a customer")]
     NoIdentifier,
+    /// A compaction placed keys after the resolution was made; make it again.
+    #[error("keys were placed while journeys were read; read them again")]
+    PlacementChanged,
 }
 
 impl StoreError {
@@ -399,7 +406,36 @@ pub struct Store {
     /// Serializes writing identity snapshots with an erase removing them.
     identity_snapshot_io: Mutex<()>,
     report: OpenReport,
+    /// Where a compaction places keys it files for the first time (`set_placer`).
+    placer: RwLock<Option<Arc<Placer>>>,
+    /// The placement of each project's keys, as of the manifest's runs named beside it.
+    placements: Mutex<Option<(PlacementStamp, Placements)>>,
+    /// Projects whose placement was rebuilt from segments: the next compaction writes it
+    /// whole, replacing the damaged runs.
+    rebuilt_placements: Mutex<BTreeSet<ProjectId>>,
 }
+
+/// What a placement was read from: the manifest's runs and placed end.
+type PlacementStamp = (Vec<PlacementRun>, u64);
+type Placements = Arc<HashMap<ProjectId, Arc<Placement>>>;
+
+/// A compaction's placements: every project's after it, and the keys it moved.
+struct Placed {
+    placements: HashMap<ProjectId, Arc<Placement>>,
+    moved: BTreeMap<ProjectId, Vec<(u64, u64)>>,
+}
+
+fn placement_stamp(manifest: &Manifest) -> PlacementStamp {
+    (manifest.placement_runs.clone(), manifest.placed_end())
+}
+
+/// How many placements may hold rows of keys whose customer changed before reading
+/// journeys moves them by keyed reads rather than regrouping whole partitions: each costs
+/// a page or two of each segment of its partition.
+pub const RESOLVE_AT_READ_LIMIT: usize = 4096;
+
+/// A project with more placement runs than this has them merged into one at compaction.
+const MAX_PLACEMENT_RUNS: usize = 8;
 
 const LOG_DIR: &str = "log";
 const SEGMENT_DIR: &str = "segments";
@@ -560,10 +596,16 @@ impl Store {
             };
             let mut segments = HashMap::new();
             let mut vanished = false;
-            for s in &manifest.segments {
-                match segment::SegmentFile::open(&dir.join(&s.file)) {
+            // Placement runs are pinned like segments: a merge of runs deletes the old ones.
+            let files = manifest
+                .segments
+                .iter()
+                .map(|s| &s.file)
+                .chain(manifest.placement_runs.iter().map(|r| &r.file));
+            for file in files {
+                match segment::SegmentFile::open(&dir.join(file)) {
                     Ok(f) => {
-                        segments.insert(s.file.clone(), f);
+                        segments.insert(file.clone(), f);
                     }
                     Err(e) if is_not_found(&e) => {
                         vanished = true;
@@ -645,7 +687,144 @@ impl Store {
             key_rows: AtomicU64::new(0),
             identity_snapshot_io: Mutex::new(()),
             report,
+            placer: RwLock::new(None),
+            placements: Mutex::new(None),
+            rebuilt_placements: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// Sets where compactions place keys filed for the first time: under their canonical
+    /// customer, so that reading a partition needs no regroup. Without a placer each key is
+    /// placed under itself.
+    pub fn set_placer(&self, placer: Arc<Placer>) {
+        *self.placer.write().unwrap_or_else(|p| p.into_inner()) = Some(placer);
+    }
+
+    /// Every project's placement as of `manifest`, read from its runs on first need.
+    fn placements(&self, manifest: &Manifest) -> Result<Placements, StoreError> {
+        let stamp = placement_stamp(manifest);
+        if let Some((s, p)) = lock(&self.placements).as_ref() {
+            if *s == stamp {
+                return Ok(p.clone());
+            }
+        }
+        let projects: BTreeSet<ProjectId> =
+            manifest.placement_runs.iter().map(|r| r.project).collect();
+        let mut out = HashMap::new();
+        for project in projects {
+            let p = match self.read_placement_runs(manifest, project) {
+                Ok(p) => p,
+                // The segments are the durable record of where rows are filed.
+                Err(e @ (StoreError::Corrupt { .. } | StoreError::Io { .. })) => {
+                    tracing::warn!(
+                        "placement runs of project {} are unusable ({e}); rebuilding them from the segments",
+                        project.0
+                    );
+                    let p = self.placement_from_segments(manifest, project)?;
+                    lock(&self.rebuilt_placements).insert(project);
+                    p
+                }
+                Err(e) => return Err(e),
+            };
+            out.insert(project, Arc::new(p));
+        }
+        let out = Arc::new(out);
+        *lock(&self.placements) = Some((stamp, out.clone()));
+        Ok(out)
+    }
+
+    fn read_placement_runs(
+        &self,
+        manifest: &Manifest,
+        project: ProjectId,
+    ) -> Result<Placement, StoreError> {
+        let mut runs = Vec::new();
+        for run in manifest
+            .placement_runs
+            .iter()
+            .filter(|r| r.project == project)
+        {
+            let file = self.segment_file(&run.file)?;
+            runs.push(placement::read_run(file.path(), &file.read_all()?)?);
+        }
+        let mut p = placement::assemble(0, runs).map_err(|reason| StoreError::Corrupt {
+            path: self.dir.join(INDEX_DIR),
+            reason: format!("placement runs of project {}: {reason}", project.0),
+        })?;
+        p.place_up_to(manifest.placed_end());
+        Ok(p)
+    }
+
+    /// A project's placement read back from its segments' customer and key columns.
+    fn placement_from_segments(
+        &self,
+        manifest: &Manifest,
+        project: ProjectId,
+    ) -> Result<Placement, StoreError> {
+        let mut pairs: Vec<(u64, u64)> = Vec::new();
+        for s in manifest.segments.iter().filter(|s| s.project == project) {
+            let file = self.segment_file(&s.file)?;
+            segment::read_columns_of(&file, &[segment::COL_CUSTOMER, segment::COL_KEY], |b| {
+                let filed =
+                    arrow_array::cast::AsArray::as_primitive::<arrow_array::types::UInt64Type>(
+                        segment::column(b, segment::COL_CUSTOMER, file.path())?,
+                    );
+                let keys = segment::keys(b, file.path())?;
+                pairs.extend(
+                    keys.iter()
+                        .zip(filed.values())
+                        .filter(|(k, c)| k != c)
+                        .map(|(&k, &c)| (k, c)),
+                );
+                Ok(())
+            })?;
+            pairs.sort_unstable();
+            pairs.dedup();
+        }
+        if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(StoreError::Corrupt {
+                path: self.dir.join(SEGMENT_DIR),
+                reason: format!(
+                    "key {} of project {} is filed under customers {} and {}",
+                    w[0].0, project.0, w[0].1, w[1].1
+                ),
+            });
+        }
+        Ok(Placement::unmoved(0).extended(manifest.placed_end(), &pairs))
+    }
+
+    /// One project's placement as of `manifest`.
+    pub(crate) fn placement(
+        &self,
+        manifest: &Manifest,
+        project: ProjectId,
+    ) -> Result<Arc<Placement>, StoreError> {
+        Ok(self
+            .placements(manifest)?
+            .get(&project)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Placement::unmoved(manifest.placed_end()))))
+    }
+
+    /// How to read `project`'s journeys under `overlay` (write-time key → canonical
+    /// customer, for keys of another customer) with [`Store::scan_resolved`]: `None` when so
+    /// many placed keys changed customer since they were placed that reading them by key
+    /// and regrouping ([`Store::scan`]) costs less.
+    pub fn resolution(
+        &self,
+        project: ProjectId,
+        overlay: Arc<HashMap<CustomerId, CustomerId>>,
+    ) -> Result<Option<Resolution>, StoreError> {
+        let manifest = self.manifest();
+        let placement = self.placement(&manifest, project)?;
+        Ok(Resolution::new(
+            project,
+            manifest.partitions,
+            &placement,
+            overlay,
+            RESOLVE_AT_READ_LIMIT,
+        )
+        .map(|r| r.stamped(placement_stamp(&manifest))))
     }
 
     /// Whether this store is a reader's snapshot ([`Store::open_read_only`]).
@@ -977,13 +1156,16 @@ impl Store {
         keys.par_sort_by_key(|(k, _)| *k);
         keys.dedup_by_key(|(k, _)| *k);
         let manifest = self.manifest();
-        let mut groups: BTreeMap<(ProjectId, u32), Vec<&LogRecord>> = BTreeMap::new();
+        let placed = self.place(&manifest, &all, next_customer)?;
+        let mut groups: BTreeMap<(ProjectId, u32), Vec<(u64, &LogRecord)>> = BTreeMap::new();
         for r in all {
-            let p = partition_of(r.project, r.customer, manifest.partitions);
-            groups.entry((r.project, p)).or_default().push(r);
+            let filed = placed.placements[&r.project].filed(r.customer.0);
+            let p = partition_of(r.project, CustomerId(filed), manifest.partitions);
+            groups.entry((r.project, p)).or_default().push((filed, r));
         }
         let mut next_file_id = manifest.next_file_id;
-        let jobs: Vec<((ProjectId, u32), Vec<&LogRecord>, u64)> = groups
+        type Job<'a> = ((ProjectId, u32), Vec<(u64, &'a LogRecord)>, u64);
+        let jobs: Vec<Job> = groups
             .into_iter()
             .map(|(k, v)| {
                 next_file_id += 1;
@@ -993,7 +1175,7 @@ impl Store {
         let written: Vec<SegmentMeta> = jobs
             .into_par_iter()
             .map(|((project, partition), mut records, file_id)| {
-                records.sort_by_key(|r| (r.customer, r.event.timestamp, r.seq));
+                records.sort_by_key(|&(filed, r)| (filed, r.event.timestamp, r.customer, r.seq));
                 self.write_new_segment(project, partition, file_id, &records, d.as_ref())
             })
             .collect::<Result<_, _>>()?;
@@ -1002,7 +1184,10 @@ impl Store {
         let run = format!("{INDEX_DIR}/{next_file_id:012}.idx");
         next_file_id += 1;
         index::write_run(&self.dir.join(&run), &dedup, &keys, d.as_ref())?;
+        let (placement_runs, replaced_runs) =
+            self.write_placement_runs(&manifest, &placed, next_customer, &mut next_file_id)?;
         sync_dir(d.as_ref(), &self.dir.join(SEGMENT_DIR))?;
+        sync_dir(d.as_ref(), &self.dir.join(INDEX_DIR))?;
 
         let mut next = (*manifest).clone();
         next.version += 1;
@@ -1011,7 +1196,10 @@ impl Store {
         next.compacted_seq_end = seq_end;
         next.next_customer = next_customer;
         next.next_file_id = next_file_id;
+        next.placed_end = Some(next_customer);
+        next.placement_runs = placement_runs;
         next.save(&self.dir, d.as_ref())?;
+        *lock(&self.placements) = Some((placement_stamp(&next), Arc::new(placed.placements)));
         let written_at = started.elapsed();
         let done: Vec<PathBuf> = sealed.iter().map(|s| s.path.clone()).collect();
         let compacted = {
@@ -1026,6 +1214,15 @@ impl Store {
         };
         for p in &done {
             std::fs::remove_file(p).map_err(|e| StoreError::io(p, e))?;
+        }
+        for p in &replaced_runs {
+            // A damaged run that was rebuilt may be gone already.
+            match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::io(p, e))
+                }
+                _ => {}
+            }
         }
         sync_dir(d.as_ref(), &self.dir.join(LOG_DIR))?;
         // Millions of records free tens of millions of small allocations, which takes about
@@ -1045,12 +1242,121 @@ impl Store {
         Ok(report)
     }
 
+    /// Each sealed record's placement: the keys placed before keep theirs, and keys filed
+    /// for the first time are placed under the customer the placer gives them.
+    fn place(
+        &self,
+        manifest: &Manifest,
+        records: &[&LogRecord],
+        next_customer: u64,
+    ) -> Result<Placed, StoreError> {
+        let before = self.placements(manifest)?;
+        let placed_end = manifest.placed_end();
+        let mut new_keys: BTreeMap<ProjectId, BTreeSet<CustomerId>> = BTreeMap::new();
+        for r in records {
+            let keys = new_keys.entry(r.project).or_default();
+            if r.customer.0 >= placed_end {
+                keys.insert(r.customer);
+            }
+        }
+        let placer = self
+            .placer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut placements: HashMap<ProjectId, Arc<Placement>> = (*before).clone();
+        let mut moved = BTreeMap::new();
+        for (project, keys) in new_keys {
+            let keys: Vec<CustomerId> = keys.into_iter().collect();
+            let canonical = match &placer {
+                Some(placer) => placer(project, &keys),
+                None => keys.clone(),
+            };
+            if canonical.len() != keys.len() {
+                return Err(StoreError::Encode(format!(
+                    "the placer gave {} customers for {} keys",
+                    canonical.len(),
+                    keys.len()
+                )));
+            }
+            let pairs: Vec<(u64, u64)> = keys
+                .iter()
+                .zip(&canonical)
+                .filter(|(k, c)| k != c)
+                .map(|(k, c)| (k.0, c.0))
+                .collect();
+            let old = placements
+                .get(&project)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Placement::unmoved(placed_end)));
+            placements.insert(project, Arc::new(old.extended(next_customer, &pairs)));
+            moved.insert(project, pairs);
+        }
+        // Projects without new keys still count the keys up to `next_customer` as placed.
+        for p in placements.values_mut() {
+            if p.placed_end() < next_customer {
+                Arc::make_mut(p).place_up_to(next_customer);
+            }
+        }
+        Ok(Placed { placements, moved })
+    }
+
+    /// The manifest's placement runs after a compaction: a run of each project's newly
+    /// moved keys, and a project with too many runs gets them merged into one. Returns the
+    /// runs and the files they replace (deleted once the manifest names the new ones).
+    fn write_placement_runs(
+        &self,
+        manifest: &Manifest,
+        placed: &Placed,
+        next_customer: u64,
+        next_file_id: &mut u64,
+    ) -> Result<(Vec<PlacementRun>, Vec<PathBuf>), StoreError> {
+        let d = self.opts.durability.clone();
+        let mut runs = manifest.placement_runs.clone();
+        let mut replaced = Vec::new();
+        let from = manifest.placed_end();
+        let rebuilt = std::mem::take(&mut *lock(&self.rebuilt_placements));
+        let mut projects: Vec<(&ProjectId, &Arc<Placement>)> = placed.placements.iter().collect();
+        projects.sort_by_key(|(p, _)| **p);
+        for (&project, all) in projects {
+            let pairs = placed.moved.get(&project).map_or(&[][..], Vec::as_slice);
+            if !pairs.is_empty() {
+                let file = format!("{INDEX_DIR}/{:012}.place", *next_file_id);
+                *next_file_id += 1;
+                placement::write_run(
+                    &self.dir.join(&file),
+                    from,
+                    next_customer,
+                    pairs,
+                    d.as_ref(),
+                )?;
+                runs.push(PlacementRun { project, file });
+            }
+            let own: Vec<&PlacementRun> = runs.iter().filter(|r| r.project == project).collect();
+            if own.len() > MAX_PLACEMENT_RUNS || rebuilt.contains(&project) {
+                let file = format!("{INDEX_DIR}/{:012}.place", *next_file_id);
+                *next_file_id += 1;
+                placement::write_run(
+                    &self.dir.join(&file),
+                    0,
+                    next_customer,
+                    all.moved(),
+                    d.as_ref(),
+                )?;
+                replaced.extend(own.iter().map(|r| self.dir.join(&r.file)));
+                runs.retain(|r| r.project != project);
+                runs.push(PlacementRun { project, file });
+            }
+        }
+        Ok((runs, replaced))
+    }
+
     fn write_new_segment(
         &self,
         project: ProjectId,
         partition: u32,
         file_id: u64,
-        records: &[&LogRecord],
+        records: &[(u64, &LogRecord)],
         d: &dyn Durability,
     ) -> Result<SegmentMeta, StoreError> {
         let rel = self.segment_path(project, partition, file_id)?;
@@ -1065,17 +1371,17 @@ impl Store {
             rows: records.len() as u64,
             min_ts: records
                 .iter()
-                .map(|r| r.event.timestamp.as_micros())
+                .map(|(_, r)| r.event.timestamp.as_micros())
                 .min()
                 .unwrap_or(0),
             max_ts: records
                 .iter()
-                .map(|r| r.event.timestamp.as_micros())
+                .map(|(_, r)| r.event.timestamp.as_micros())
                 .max()
                 .unwrap_or(0),
             bytes,
-            traits: trait_names(records.iter().map(|r| &r.event)),
-            counts: Some(counts_of(records.iter().copied())),
+            traits: trait_names(records.iter().map(|(_, r)| &r.event)),
+            counts: Some(counts_of(records.iter().map(|&(_, r)| r))),
         })
     }
 
@@ -1256,18 +1562,22 @@ impl Store {
                     }
                 }
             }
+            // A key's log records go where its segment rows are: the partition of its
+            // placement (of the key itself while it has none).
+            let placement = self.placement(&manifest, project)?;
             for r in tail.records() {
-                if r.project == project
-                    && r.seq < stamp.1
-                    && partition_of(r.project, r.customer, manifest.partitions) == partition
-                {
-                    b.add_record(r);
+                if r.project == project && r.seq < stamp.1 {
+                    let filed = placement.filed(r.customer.0);
+                    if partition_of(r.project, CustomerId(filed), manifest.partitions) == partition
+                    {
+                        b.add_record(r, r.customer.0);
+                    }
                 }
             }
             (manifest, stamp)
         };
         for s in manifest.segments_of(project, partition) {
-            b.add_segment(&self.segment_file(&s.file)?)?;
+            b.add_segment(&self.segment_file(&s.file)?, journeys::Route::Key)?;
         }
         self.partition_loads.fetch_add(1, Ordering::Relaxed);
         let j = Arc::new(b.finish());
@@ -1275,6 +1585,77 @@ impl Store {
             lock(&self.cache).insert((project, partition, spec.clone()), (stamp, j.clone()));
         }
         Ok(j)
+    }
+
+    /// One partition's journeys as customers are now under `resolution`: its segments as
+    /// they are filed, the rows of keys that moved here from other partitions (read by key),
+    /// without the rows of keys that moved away, and its customers' log records. Nothing is
+    /// cached. Fails with [`StoreError::PlacementChanged`] if a compaction placed keys
+    /// since the resolution was made.
+    pub fn scan_resolved(
+        &self,
+        partition: u32,
+        spec: &ScanSpec,
+        resolution: &Resolution,
+    ) -> Result<Journeys, StoreError> {
+        let mut attempts = 0;
+        loop {
+            let version = self.manifest().version;
+            match self.load_resolved(partition, spec, resolution) {
+                Err(e @ StoreError::PlacementChanged) => return Err(e),
+                Err(e) if attempts < 3 && self.manifest().version != version => {
+                    tracing::debug!("scan raced a compaction, reading again: {e}");
+                    attempts += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn load_resolved(
+        &self,
+        partition: u32,
+        spec: &ScanSpec,
+        resolution: &Resolution,
+    ) -> Result<Journeys, StoreError> {
+        let project = resolution.project;
+        let mut b = journeys::JourneysBuilder::new(project, partition, spec);
+        let manifest = {
+            let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
+            let manifest = self.manifest();
+            if placement_stamp(&manifest) != resolution.stamp {
+                return Err(StoreError::PlacementChanged);
+            }
+            let durable = self.durable_seq_end();
+            for r in tail.records() {
+                if r.project == project && r.seq < durable {
+                    let customer = resolution.canonical(r.customer.0);
+                    if resolution.partition_of(customer) == partition {
+                        b.add_record(r, customer);
+                    }
+                }
+            }
+            manifest
+        };
+        let moved = (!resolution.moved.is_empty()).then_some(resolution);
+        for s in manifest.segments_of(project, partition) {
+            let route = journeys::Route::Placed {
+                resolution: moved,
+                own: true,
+            };
+            b.add_segment(&self.segment_file(&s.file)?, route)?;
+        }
+        for (&from, placements) in &resolution.immigrants[partition as usize] {
+            let route = journeys::Route::Placed {
+                resolution: moved,
+                own: false,
+            };
+            for s in manifest.segments_of(project, from) {
+                b.add_segment_keys(&self.segment_index(&s.file)?, placements, route)?;
+            }
+        }
+        self.partition_loads.fetch_add(1, Ordering::Relaxed);
+        Ok(b.finish())
     }
 
     /// The events of some write-time keys, without building whole partitions from the log
@@ -1319,62 +1700,63 @@ impl Store {
         keys.dedup();
         // The manifest and the tail are read under one lock, so a compaction that moves
         // records from the tail into segments is seen either wholly or not at all.
-        let (manifest, tails) = {
+        let (manifest, tail_records) = {
             let tail = self.tail.read().unwrap_or_else(|p| p.into_inner());
             let manifest = self.manifest();
             let durable = self.durable_seq_end();
-            let mut records: BTreeMap<u32, Vec<&LogRecord>> = BTreeMap::new();
+            let mut records: Vec<LogRecord> = Vec::new();
             for (run, index) in tail.runs() {
                 for &key in &keys {
                     let Some(positions) = index.by_key.get(&(project, key)) else {
                         continue;
                     };
-                    let partition = partition_of(project, key, manifest.partitions);
-                    records.entry(partition).or_default().extend(
+                    records.extend(
                         positions
                             .iter()
                             .map(|&pos| &run[pos as usize])
-                            .filter(|r| r.seq < durable),
+                            .filter(|r| r.seq < durable)
+                            .cloned(),
                     );
                 }
             }
-            // A handful of records: built under the lock rather than copied out of it.
-            let tails: BTreeMap<u32, Arc<Journeys>> = records
-                .into_iter()
-                .filter(|(_, rs)| !rs.is_empty())
-                .map(|(partition, rs)| {
-                    let spec = ScanSpec {
-                        properties: properties.to_vec(),
-                        traits: trait_names(rs.iter().map(|r| &r.event)),
-                    };
-                    let mut b = journeys::JourneysBuilder::new(project, partition, &spec);
-                    for r in rs {
-                        b.add_record(r);
-                    }
-                    (partition, Arc::new(b.finish()))
-                })
-                .collect();
-            (manifest, tails)
+            (manifest, records)
         };
+        let tails: Option<Arc<Journeys>> = (!tail_records.is_empty()).then(|| {
+            let spec = ScanSpec {
+                properties: properties.to_vec(),
+                traits: trait_names(tail_records.iter().map(|r| &r.event)),
+            };
+            let mut b = journeys::JourneysBuilder::new(project, 0, &spec);
+            for r in &tail_records {
+                b.add_record(r, r.customer.0);
+            }
+            Arc::new(b.finish())
+        });
+        // A key's segment rows are in the pages of the customer it is filed under.
+        let placement = self.placement(&manifest, project)?;
         let mut by_partition: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
         for key in &keys {
+            let filed = placement.filed(key.0);
             by_partition
-                .entry(partition_of(project, *key, manifest.partitions))
+                .entry(partition_of(
+                    project,
+                    CustomerId(filed),
+                    manifest.partitions,
+                ))
                 .or_default()
-                .push(key.0);
+                .push(filed);
         }
-        let mut segments: BTreeMap<u32, Arc<Journeys>> = BTreeMap::new();
-        for (partition, raw) in by_partition {
-            let j = self.segment_key_journeys(project, partition, &raw, properties, &manifest)?;
-            segments.insert(partition, j);
+        let mut segments: Vec<Arc<Journeys>> = Vec::new();
+        for (partition, mut filed) in by_partition {
+            filed.sort_unstable();
+            filed.dedup();
+            segments.push(
+                self.segment_key_journeys(project, partition, &filed, properties, &manifest)?,
+            );
         }
         let mut pieces = Vec::new();
         for key in keys {
-            let partition = partition_of(project, key, manifest.partitions);
-            for j in [segments.get(&partition), tails.get(&partition)]
-                .into_iter()
-                .flatten()
-            {
+            for j in segments.iter().chain(&tails) {
                 if let Ok(index) = j.customers.binary_search(&key) {
                     pieces.push(KeyPiece {
                         key,
@@ -1387,14 +1769,15 @@ impl Store {
         Ok(pieces)
     }
 
-    /// The segment rows of `keys` (sorted, all of `partition`) as of `manifest`, with every
-    /// trait the partition's segments hold: only the pages whose customer statistics admit
-    /// one of the keys are read, so the cost follows the keys' events, not the partition.
+    /// The segment rows filed under `filed` (sorted, all of `partition`) as of `manifest`,
+    /// each under its write-time key, with every trait the partition's segments hold: only
+    /// the pages whose customer statistics admit one of them are read, so the cost follows
+    /// the customers' events, not the partition.
     fn segment_key_journeys(
         &self,
         project: ProjectId,
         partition: u32,
-        keys: &[u64],
+        filed: &[u64],
         properties: &[String],
         manifest: &Manifest,
     ) -> Result<Arc<Journeys>, StoreError> {
@@ -1411,7 +1794,8 @@ impl Store {
         let mut b = journeys::JourneysBuilder::new(project, partition, &spec);
         let mut decoded = 0;
         for s in segments {
-            decoded += b.add_segment_keys(&self.segment_index(&s.file)?, keys)?;
+            decoded +=
+                b.add_segment_keys(&self.segment_index(&s.file)?, filed, journeys::Route::Key)?;
         }
         self.key_rows.fetch_add(decoded, Ordering::Relaxed);
         Ok(Arc::new(b.finish()))
@@ -1593,6 +1977,7 @@ fn remove_orphans(dir: &Path, manifest: &Manifest) -> Result<Vec<PathBuf>, Store
         .map(|s| dir.join(&s.file))
         .collect();
     live.extend(manifest.index_runs.iter().map(|r| dir.join(r)));
+    live.extend(manifest.placement_runs.iter().map(|r| dir.join(&r.file)));
     let mut removed = Vec::new();
     let mut stack = vec![dir.join(SEGMENT_DIR), dir.join(INDEX_DIR)];
     while let Some(d) = stack.pop() {

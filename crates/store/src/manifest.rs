@@ -8,9 +8,11 @@ use omnitrail_model::ProjectId;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// 2: write-time keys belong to primary identifiers (1 keyed events by any known
-/// identifier, which identity resolution cannot undo).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: segment rows are filed under their placement, with the write-time key in a column
+/// of its own (2, whose rows are filed under their keys, is read as it is and upgraded by
+/// the next write); 2: write-time keys belong to primary identifiers (1 keyed events by
+/// any known identifier, which identity resolution cannot undo).
+pub const FORMAT_VERSION: u32 = 3;
 pub const MANIFEST_FILE: &str = "MANIFEST.json";
 pub const DEFAULT_PARTITIONS: u32 = 16;
 
@@ -28,6 +30,21 @@ pub struct Manifest {
     /// Index runs (de-duplication and customer-key entries) of the compacted records.
     pub index_runs: Vec<String>,
     pub next_file_id: u64,
+    /// Keys below this have been placed (`placement.rs`); absent before format 3, when
+    /// every compacted key was filed under itself (keys below `next_customer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed_end: Option<u64>,
+    /// Placement runs, in the order they were written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement_runs: Vec<PlacementRun>,
+}
+
+/// A placement run of one project's keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementRun {
+    pub project: ProjectId,
+    /// Path relative to the data dir.
+    pub file: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,7 +95,14 @@ impl Manifest {
             segments: Vec::new(),
             index_runs: Vec::new(),
             next_file_id: 1,
+            placed_end: Some(1),
+            placement_runs: Vec::new(),
         }
+    }
+
+    /// Keys below this have segment rows filed under their placement.
+    pub fn placed_end(&self) -> u64 {
+        self.placed_end.unwrap_or(self.next_customer)
     }
 
     pub fn load(dir: &Path) -> Result<Option<Manifest>, StoreError> {
@@ -88,7 +112,7 @@ impl Manifest {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::io(&path, e)),
         };
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+        let mut m: Manifest = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
             reason: format!("manifest is not valid: {e}"),
         })?;
@@ -101,7 +125,7 @@ impl Manifest {
                     .into(),
             });
         }
-        if m.format_version != FORMAT_VERSION {
+        if m.format_version != FORMAT_VERSION && m.format_version != 2 {
             return Err(StoreError::Corrupt {
                 path,
                 reason: format!(
@@ -110,6 +134,9 @@ impl Manifest {
                 ),
             });
         }
+        // Version 2 filed every compacted key under itself; the next swap writes version 3.
+        m.placed_end = Some(m.placed_end());
+        m.format_version = FORMAT_VERSION;
         Ok(Some(m))
     }
 

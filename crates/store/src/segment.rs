@@ -1,5 +1,6 @@
 //! Parquet segments: immutable files of one project's partition, sorted by
-//! (customer, timestamp, seq). The schema is documented in docs/storage.md; the
+//! (customer, timestamp, key, seq), where the customer is each row's placement
+//! (`placement.rs`) and the key its write-time key. The schema is documented in docs/storage.md; the
 //! well-known properties are typed columns so DuckDB, Spark or pandas read them directly.
 
 use crate::durability::Durability;
@@ -39,6 +40,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const COL_CUSTOMER: &str = "customer_id";
+/// The write-time key; segments written before placements lack it (the key is then the
+/// customer id).
+pub const COL_KEY: &str = "key";
 pub const COL_TIMESTAMP: &str = "timestamp";
 pub const COL_SEQ: &str = "seq";
 pub const COL_CHANNEL: &str = "channel";
@@ -59,6 +63,7 @@ pub fn schema() -> SchemaRef {
     let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     let mut fields = vec![
         Field::new(COL_CUSTOMER, DataType::UInt64, false),
+        Field::new(COL_KEY, DataType::UInt64, false),
         Field::new(
             COL_TIMESTAMP,
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
@@ -141,16 +146,18 @@ fn values_json<'b>(
     Some(std::str::from_utf8(buf).expect("serde_json writes UTF-8"))
 }
 
-/// Writes records (already sorted by customer, timestamp, seq) to a new Parquet file and
-/// fsyncs it. Returns the file size.
+/// Writes records, each filed under the customer beside it (its placement) and sorted by
+/// (customer, timestamp, key, seq), to a new Parquet file and fsyncs it. Returns the file
+/// size.
 pub fn write_segment(
     path: &Path,
-    records: &[&LogRecord],
+    records: &[(u64, &LogRecord)],
     d: &dyn Durability,
 ) -> Result<u64, StoreError> {
     let schema = schema();
     let n = records.len();
     let mut customer = UInt64Builder::with_capacity(n);
+    let mut key = UInt64Builder::with_capacity(n);
     let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut seq = UInt64Builder::with_capacity(n);
     let mut channel = StringDictionaryBuilder::<Int32Type>::new();
@@ -173,9 +180,10 @@ pub fn write_segment(
     let mut traits = StringBuilder::new();
     // One scratch buffer for every JSON cell, so rows allocate nothing of their own.
     let mut buf = Vec::with_capacity(1024);
-    for r in records {
+    for &(filed, r) in records {
         let e = &r.event;
-        customer.append_value(r.customer.0);
+        customer.append_value(filed);
+        key.append_value(r.customer.0);
         ts.append_value(e.timestamp.as_micros());
         seq.append_value(r.seq);
         channel.append_value(e.channel.as_str());
@@ -201,6 +209,7 @@ pub fn write_segment(
     }
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(customer.finish()),
+        Arc::new(key.finish()),
         Arc::new(ts.finish()),
         Arc::new(seq.finish()),
         Arc::new(channel.finish()),
@@ -241,6 +250,7 @@ fn write_batch(path: &Path, batch: &RecordBatch, d: &dyn Durability) -> Result<u
     // Nearly every value of these is distinct: a dictionary would be built and thrown away.
     for col in [
         COL_CUSTOMER,
+        COL_KEY,
         COL_TIMESTAMP,
         COL_SEQ,
         COL_EVENT_ID,
@@ -271,8 +281,9 @@ pub struct Merged {
     pub counts: SegmentCounts,
 }
 
-/// Merges segments into one, sorted by (customer, timestamp, seq), at the Arrow level:
-/// columns are concatenated and reordered by one sort permutation, rows never decoded.
+/// Merges segments into one, sorted by (customer, timestamp, key, seq), at the Arrow level:
+/// columns are concatenated and reordered by one sort permutation, rows never decoded. A
+/// segment written before keys were a column gets one (its customer ids).
 pub fn merge_segments(
     inputs: &[std::path::PathBuf],
     out: &Path,
@@ -283,7 +294,7 @@ pub fn merge_segments(
     let mut batches = Vec::new();
     for p in inputs {
         read_columns(p, &names, |b| {
-            batches.push(b.clone());
+            batches.push(with_key(b, p)?);
             Ok(())
         })?;
     }
@@ -297,7 +308,7 @@ pub fn merge_segments(
     let all =
         arrow_select::concat::concat_batches(&first.schema(), &batches).map_err(|e| aerr(&e))?;
     drop(batches);
-    let sort_by = [COL_CUSTOMER, COL_TIMESTAMP, COL_SEQ]
+    let sort_by = [COL_CUSTOMER, COL_TIMESTAMP, COL_KEY, COL_SEQ]
         .iter()
         .map(|c| {
             Ok(arrow_ord::sort::SortColumn {
@@ -464,23 +475,56 @@ pub fn read_key_columns(
     Ok(decoded)
 }
 
-/// The projection of `columns`, each of which the segment must have.
+/// The projection of `columns`, each of which the segment must have, except the key
+/// column, which segments written before it lack ([`keys`] stands in).
 fn projection(
     parquet_schema: &parquet::schema::types::SchemaDescriptor,
     columns: &[&str],
     path: &Path,
 ) -> Result<ProjectionMask, StoreError> {
-    let indices: Vec<usize> = columns
-        .iter()
-        .map(|c| {
-            parquet_schema
-                .columns()
-                .iter()
-                .position(|col| col.name() == *c)
-                .ok_or_else(|| bad(path, format!("segment has no column '{c}'")))
-        })
-        .collect::<Result<_, _>>()?;
+    let mut indices = Vec::with_capacity(columns.len());
+    for c in columns {
+        match parquet_schema
+            .columns()
+            .iter()
+            .position(|col| col.name() == *c)
+        {
+            Some(i) => indices.push(i),
+            None if *c == COL_KEY => {}
+            None => return Err(bad(path, format!("segment has no column '{c}'"))),
+        }
+    }
     Ok(ProjectionMask::leaves(parquet_schema, indices))
+}
+
+/// The write-time keys of a batch's rows: its key column, or for a segment written before
+/// there was one, its customer ids (each row was then filed under its key).
+pub fn keys<'a>(batch: &'a RecordBatch, path: &Path) -> Result<&'a [u64], StoreError> {
+    let col = match batch.column_by_name(COL_KEY) {
+        Some(col) => col,
+        None => column(batch, COL_CUSTOMER, path)?,
+    };
+    Ok(col.as_primitive::<UInt64Type>().values())
+}
+
+/// `batch` in today's schema: with a key column (its customer ids) if it has none.
+fn with_key(batch: &RecordBatch, path: &Path) -> Result<RecordBatch, StoreError> {
+    if batch.column_by_name(COL_KEY).is_some() {
+        return Ok(batch.clone());
+    }
+    let at = batch
+        .schema()
+        .index_of(COL_CUSTOMER)
+        .map_err(|_| bad(path, format!("segment has no column '{COL_CUSTOMER}'")))?;
+    let mut fields: Vec<_> = batch.schema().fields().iter().cloned().collect();
+    let mut columns = batch.columns().to_vec();
+    fields.insert(
+        at + 1,
+        Arc::new(Field::new(COL_KEY, DataType::UInt64, false)),
+    );
+    columns.insert(at + 1, batch.column(at).clone());
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| bad(path, format!("adding the key column: {e}")))
 }
 
 /// Adds the events of `batch` per value of its dictionary-encoded text column `name`.
@@ -540,6 +584,15 @@ impl SegmentFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The whole file (for small files such as placement runs).
+    pub fn read_all(&self) -> Result<Vec<u8>, StoreError> {
+        let mut buf = vec![0u8; self.len as usize];
+        self.file
+            .read_exact_at(&mut buf, 0)
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        Ok(buf)
     }
 }
 
@@ -756,7 +809,7 @@ fn json_values(text: &str, path: &Path) -> Result<Properties, StoreError> {
         .collect()
 }
 
-/// Reads whole records back (for merges, exports, customer views and tests).
+/// Reads whole records back (for erasure, exports and tests), each under its write-time key.
 pub fn read_records(path: &Path, project: ProjectId) -> Result<Vec<LogRecord>, StoreError> {
     read_records_of(&SegmentFile::open(path)?, project)
 }
@@ -771,7 +824,7 @@ pub fn read_records_of(
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let mut out = Vec::new();
     read_columns_of(segment, &names, |batch| {
-        let customer = column(batch, COL_CUSTOMER, path)?.as_primitive::<UInt64Type>();
+        let keys = keys(batch, path)?;
         let ts = column(batch, COL_TIMESTAMP, path)?.as_primitive::<TimestampMicrosecondType>();
         let seq = column(batch, COL_SEQ, path)?.as_primitive::<UInt64Type>();
         let (ch_keys, ch_values) = dictionary(batch, COL_CHANNEL, path)?;
@@ -780,7 +833,7 @@ pub fn read_records_of(
         let identifiers = column(batch, COL_IDENTIFIERS, path)?.as_string::<i32>();
         let properties = column(batch, COL_PROPERTIES, path)?.as_string::<i32>();
         let traits = column(batch, COL_TRAITS, path)?.as_string::<i32>();
-        for row in 0..batch.num_rows() {
+        for (row, &key) in keys.iter().enumerate() {
             let channel_text = ch_values.value(ch_keys.keys().value(row) as usize);
             let channel =
                 Channel::parse(channel_text).map_err(|e| bad(path, format!("row {row}: {e}")))?;
@@ -821,7 +874,7 @@ pub fn read_records_of(
             out.push(LogRecord {
                 seq: seq.value(row),
                 project,
-                customer: CustomerId(customer.value(row)),
+                customer: CustomerId(key),
                 event: Event {
                     event_id: (!event_id.is_null(row)).then(|| event_id.value(row).into()),
                     timestamp: Timestamp::from_micros(ts.value(row)),

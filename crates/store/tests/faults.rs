@@ -5,7 +5,7 @@
 mod common;
 
 use common::{
-    assert_ids_exactly_once, numbered, open, options, segment_files, FlakyDisk, NoSync, P,
+    assert_ids_exactly_once, numbered, open, options, segment_files, EventExt, FlakyDisk, NoSync, P,
 };
 use omnitrail_model::ProjectId;
 use omnitrail_store::{ScanSpec, Store, StoreError, StoreOptions};
@@ -184,15 +184,32 @@ fn store_before_second_compaction(dir: &Path, disk: Arc<FlakyDisk>) -> Store {
         },
     )
     .expect("open");
+    store.set_placer(common::rule_placer(pairs, 0));
     store.ingest(P, numbered("a-", 20)).expect("ingest");
     store.compact().expect("first compaction");
-    store.ingest(P, numbered("b-", 20)).expect("ingest");
+    // New users too, so the second compaction places keys (and writes a placement run).
+    let mut b = numbered("b-", 20);
+    b.extend(
+        (0..6).map(|i| common::ev(&format!("w{i}"), "web", "view", i).event_id(&format!("w-{i}"))),
+    );
+    store.ingest(P, b).expect("ingest");
     store
+}
+
+/// Joins keys two by two: an even key belongs to the odd one below it.
+fn pairs(key: u64, _: u64) -> u64 {
+    if key.is_multiple_of(2) {
+        key - 1
+    } else {
+        key
+    }
 }
 
 /// Opens an existing data dir with a healthy disk, skipping real fsyncs (speed).
 fn reopen(dir: &Path) -> Store {
-    Store::open(dir, options(3, Arc::new(NoSync))).expect("reopen")
+    let store = Store::open(dir, options(3, Arc::new(NoSync))).expect("reopen");
+    store.set_placer(common::rule_placer(pairs, 0));
+    store
 }
 
 fn syncs(disk: &FlakyDisk, kind: SyncKind) -> u64 {
@@ -238,6 +255,7 @@ fn failed_fsync_during_compaction_loses_and_duplicates_nothing() {
                 disk.heal();
                 let mut want = batch_ids("a-", 20);
                 want.extend(batch_ids("b-", 20));
+                want.extend((0..6).map(|i| format!("w-{i}")));
                 let store = match then {
                     Then::Reopen => {
                         drop(store);
@@ -256,12 +274,20 @@ fn failed_fsync_during_compaction_loses_and_duplicates_nothing() {
                     },
                 };
                 assert_ids_exactly_once(&store, &want, &format!("{case}: after reopen"));
+                common::assert_resolved(&store, P, pairs, 0, &format!("{case}: after reopen"));
                 store
                     .compact()
                     .unwrap_or_else(|e| panic!("{case}: compaction after reopen: {e}"));
                 drop(store);
                 let store = reopen(dir.path());
                 assert_ids_exactly_once(&store, &want, &format!("{case}: compacted and reopened"));
+                common::assert_resolved(
+                    &store,
+                    P,
+                    pairs,
+                    0,
+                    &format!("{case}: compacted and reopened"),
+                );
                 assert!(
                     store.open_report().removed_orphans.is_empty(),
                     "{case}: a clean compaction leaves no orphans"
@@ -297,11 +323,11 @@ fn corrupt_manifest_is_a_clear_error() {
         ("truncated", good[..good.len() / 2].to_string()),
         (
             "future format",
-            good.replacen("\"format_version\": 2", "\"format_version\": 99", 1),
+            good.replacen("\"format_version\": 3", "\"format_version\": 99", 1),
         ),
         (
             "format 1 (keys by any known identifier)",
-            good.replacen("\"format_version\": 2", "\"format_version\": 1", 1),
+            good.replacen("\"format_version\": 3", "\"format_version\": 1", 1),
         ),
     ];
     for (what, text) in cases {
@@ -702,4 +728,49 @@ fn failed_identity_snapshot_fsync_keeps_the_previous_snapshot_whole() {
         .expect("read")
         .expect("there");
     assert_eq!(back.section(0).expect("whole"), b"first");
+}
+
+#[test]
+fn damaged_placement_run_is_rebuilt_from_the_segments() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_before_second_compaction(dir.path(), FlakyDisk::healthy());
+    store.compact().expect("compact");
+    drop(store);
+    for (what, damage) in [
+        (
+            "flipped byte",
+            (|b: &mut Vec<u8>| b[40] ^= 1) as fn(&mut Vec<u8>),
+        ),
+        ("cut short", |b: &mut Vec<u8>| b.truncate(b.len() / 2)),
+    ] {
+        let runs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("index"))
+            .expect("index dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "place"))
+            .collect();
+        assert!(
+            !runs.is_empty(),
+            "{what}: keys joined by the placer leave a placement run"
+        );
+        for run in &runs {
+            let mut bytes = std::fs::read(run).expect("read run");
+            damage(&mut bytes);
+            std::fs::write(run, &bytes).expect("damage run");
+        }
+        let store = reopen(dir.path());
+        common::assert_resolved(&store, P, pairs, 0, &format!("{what}: read from segments"));
+        // The next compaction writes the placement whole again.
+        store.ingest(P, numbered(what, 3)).expect("ingest");
+        store.compact().expect("compact");
+        drop(store);
+        let store = reopen(dir.path());
+        common::assert_resolved(&store, P, pairs, 0, &format!("{what}: after compaction"));
+        for run in &store.manifest().placement_runs {
+            let path = dir.path().join(&run.file);
+            let bytes = std::fs::read(&path).expect("read run");
+            omnitrail_store::placement::read_run(&path, &bytes)
+                .unwrap_or_else(|e| panic!("{what}: the rewritten run reads: {e}"));
+        }
+        drop(store);
+    }
 }

@@ -10,18 +10,25 @@
 //!   event's identifier order); the first event with a new primary identifier gets a new
 //!   key (numbered from 1), and every later event with that primary identifier shares it.
 //!   Other identifiers on the event do not decide the key: joining keys is identity's job.
+//! - keys are joined into customers by links and splits (standing in for identity): a
+//!   customer is the smallest key of its cluster. Compaction places new keys under their
+//!   customer through the store's placer, and reading journeys under the overlay
+//!   (`Store::resolution`, `scan_resolved`) must give each customer every event of its keys,
+//!   ordered by (time, key, seq), in the customer's partition, whatever was placed where
+//!   and whenever the clusters changed; a customer's keys read by key (`key_journeys`)
+//!   must give the same events.
 
 mod common;
 
-use common::{all_journeys, expected_journeys, id, NoSync, BASE_SECS};
+use common::{decode, expected_journeys, id, JourneyStep, NoSync, BASE_SECS};
 use omnitrail_model::{
     Channel, CustomerId, Event, Identifier, IdentifierKind, ProjectId, Timestamp, Value,
 };
 use omnitrail_store::{IngestOutcome, LogRecord, ScanSpec, Store, StoreOptions};
 use proptest::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 const PROJECTS: [ProjectId; 2] = [ProjectId(1), ProjectId(2)];
 
@@ -46,7 +53,14 @@ struct Model {
     customer_of: HashMap<(ProjectId, Identifier), CustomerId>,
     next_customer: u64,
     next_seq: u64,
+    /// Each key's cluster (keys without an entry are alone); a cluster's customer is its
+    /// smallest key.
+    cluster: HashMap<u64, u64>,
+    next_cluster: u64,
 }
+
+/// The overlay the store's placer reads: (project, key) → customer, for keys of another.
+type Shared = Arc<Mutex<HashMap<(ProjectId, u64), u64>>>;
 
 impl Model {
     fn new() -> Model {
@@ -84,6 +98,51 @@ impl Model {
             out.customers.push(Some(customer));
         }
         out
+    }
+
+    fn key_project(&self, key: u64) -> Option<ProjectId> {
+        self.stored
+            .iter()
+            .find(|r| r.customer.0 == key)
+            .map(|r| r.project)
+    }
+
+    /// Joins the clusters of two keys of one project.
+    fn link(&mut self, a: u64, b: u64) {
+        let (ca, cb) = (self.cluster_id(a), self.cluster_id(b));
+        for c in self.cluster.values_mut() {
+            if *c == cb {
+                *c = ca;
+            }
+        }
+    }
+
+    /// Takes a key out of its cluster.
+    fn split(&mut self, key: u64) {
+        self.cluster.remove(&key);
+    }
+
+    fn cluster_id(&mut self, key: u64) -> u64 {
+        if let Some(&c) = self.cluster.get(&key) {
+            return c;
+        }
+        self.next_cluster += 1;
+        self.cluster.insert(key, self.next_cluster);
+        self.next_cluster
+    }
+
+    /// Write-time key → customer, for keys of another customer.
+    fn overlay(&self) -> HashMap<(ProjectId, u64), u64> {
+        let mut smallest: HashMap<u64, u64> = HashMap::new();
+        for (&k, &c) in &self.cluster {
+            let m = smallest.entry(c).or_insert(k);
+            *m = (*m).min(k);
+        }
+        self.cluster
+            .iter()
+            .filter(|(&k, c)| smallest[c] != k)
+            .filter_map(|(&k, c)| Some(((self.key_project(k)?, k), smallest[c])))
+            .collect()
     }
 
     /// What `records(project)` must return: sorted by (customer, timestamp, seq).
@@ -204,6 +263,10 @@ enum Op {
     Compact,
     Reopen,
     Scan,
+    /// Joins the customers of the keys at these positions among the keys handed out.
+    Link(u8, u8),
+    /// Takes the key at this position out of its customer.
+    Split(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -223,6 +286,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
         1 => Just(Op::Scan),
+        3 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::Link(a, b)),
+        1 => any::<u8>().prop_map(Op::Split),
     ]
 }
 
@@ -248,8 +313,8 @@ fn config() -> impl Strategy<Value = Config> {
         )
 }
 
-fn open(dir: &Path, cfg: &Config) -> Store {
-    Store::open(
+fn open(dir: &Path, cfg: &Config, shared: &Shared) -> Store {
+    let store = Store::open(
         dir,
         StoreOptions {
             partitions: cfg.partitions,
@@ -260,7 +325,55 @@ fn open(dir: &Path, cfg: &Config) -> Store {
             ..StoreOptions::default()
         },
     )
-    .expect("open store")
+    .expect("open store");
+    store.set_placer({
+        let shared = shared.clone();
+        Arc::new(move |project, keys| {
+            let overlay = shared.lock().expect("overlay");
+            keys.iter()
+                .map(|k| CustomerId(overlay.get(&(project, k.0)).copied().unwrap_or(k.0)))
+                .collect()
+        })
+    });
+    store
+}
+
+/// Every partition's customers as the store reads them by write-time key: each key once.
+fn key_journeys_of_partitions(
+    store: &Store,
+    project: ProjectId,
+    spec: &ScanSpec,
+) -> BTreeMap<CustomerId, Vec<JourneyStep>> {
+    let mut out = BTreeMap::new();
+    for p in 0..store.partitions() {
+        let j = store.journeys(project, p, spec).expect("journeys");
+        for (c, steps) in decode(&j, spec) {
+            assert!(
+                out.insert(c, steps).is_none(),
+                "key {c} is in two partitions"
+            );
+        }
+    }
+    out
+}
+
+/// The journeys of customers under `overlay`: each key's records under its customer,
+/// ordered by (time, key, seq).
+fn expected_resolved(
+    records: &[LogRecord],
+    overlay: &HashMap<CustomerId, CustomerId>,
+    spec: &ScanSpec,
+) -> BTreeMap<CustomerId, Vec<JourneyStep>> {
+    let mut merged: Vec<LogRecord> = records
+        .iter()
+        .map(|r| LogRecord {
+            customer: overlay.get(&r.customer).copied().unwrap_or(r.customer),
+            ..r.clone()
+        })
+        .collect();
+    let key_of: HashMap<u64, CustomerId> = records.iter().map(|r| (r.seq, r.customer)).collect();
+    merged.sort_by_key(|r| (r.customer, r.event.timestamp, key_of[&r.seq], r.seq));
+    expected_journeys(&merged, spec)
 }
 
 fn check(store: &Store, model: &Model, step: usize, op: &Op) -> Result<(), TestCaseError> {
@@ -291,13 +404,78 @@ fn check(store: &Store, model: &Model, step: usize, op: &Op) -> Result<(), TestC
             traits: vec!["vip".into()],
         };
         prop_assert_eq!(
-            all_journeys(store, project, &spec),
+            key_journeys_of_partitions(store, project, &spec),
             expected_journeys(&want, &spec),
             "after step {} ({:?}), {:?}: journeys differ from the model",
             step,
             op,
             project
         );
+        let overlay: HashMap<CustomerId, CustomerId> = model
+            .overlay()
+            .into_iter()
+            .filter(|((p, _), _)| *p == project)
+            .map(|((_, k), c)| (CustomerId(k), CustomerId(c)))
+            .collect();
+        let expected = expected_resolved(&want, &overlay, &spec);
+        let resolution = store
+            .resolution(project, Arc::new(overlay.clone()))
+            .expect("resolution")
+            .expect("few keys moved");
+        let mut resolved = BTreeMap::new();
+        for p in 0..store.partitions() {
+            let j = store.scan_resolved(p, &spec, &resolution).expect("scan");
+            for (c, steps) in decode(&j, &spec) {
+                prop_assert_eq!(
+                    omnitrail_store::partition_of(project, c, store.partitions()),
+                    p,
+                    "customer {} is in the wrong partition",
+                    c
+                );
+                prop_assert!(resolved.insert(c, steps).is_none(), "customer {} twice", c);
+            }
+        }
+        prop_assert_eq!(
+            &resolved,
+            &expected,
+            "after step {} ({:?}), {:?}: resolved journeys differ from the model (overlay {:?})",
+            step,
+            op,
+            project,
+            overlay
+        );
+        // A customer's keys read by key give its events in the same order.
+        for (customer, steps) in &expected {
+            let keys: Vec<CustomerId> = want
+                .iter()
+                .map(|r| r.customer)
+                .filter(|k| overlay.get(k).unwrap_or(k) == customer)
+                .collect();
+            let pieces = store
+                .key_journeys(project, &keys, &spec.properties)
+                .expect("key journeys");
+            let mut events: Vec<(i64, CustomerId, usize, usize)> = Vec::new();
+            for (n, piece) in pieces.iter().enumerate() {
+                for e in piece.journeys.customer_range(piece.index) {
+                    events.push((piece.journeys.ts[e], piece.key, n, e));
+                }
+            }
+            events.sort();
+            let activities: Vec<String> = events
+                .iter()
+                .map(|&(_, _, n, e)| {
+                    let j = &pieces[n].journeys;
+                    j.activities.values[j.activity.get(e) as usize].clone()
+                })
+                .collect();
+            let want_activities: Vec<String> = steps.iter().map(|s| s.activity.clone()).collect();
+            prop_assert_eq!(
+                activities,
+                want_activities,
+                "customer {} read by key",
+                customer
+            );
+        }
     }
     Ok(())
 }
@@ -308,7 +486,8 @@ proptest! {
     #[test]
     fn store_behaves_like_the_reference_model(cfg in config(), ops in prop::collection::vec(op(), 1..14)) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut store = open(dir.path(), &cfg);
+        let shared: Shared = Arc::default();
+        let mut store = open(dir.path(), &cfg, &shared);
         let mut model = Model::new();
         for (step, op) in ops.iter().enumerate() {
             match op {
@@ -327,12 +506,28 @@ proptest! {
                 }
                 Op::Reopen => {
                     drop(store);
-                    store = open(dir.path(), &cfg);
+                    store = open(dir.path(), &cfg, &shared);
                     prop_assert_eq!(&store.open_report().cut_tail, &None, "a clean shutdown leaves no torn tail");
                     prop_assert!(store.open_report().removed_orphans.is_empty(), "a clean shutdown leaves no orphans");
                 }
                 Op::Scan => {}
+                Op::Link(a, b) => {
+                    let keys = model.next_customer - 1;
+                    if keys > 0 {
+                        let (a, b) = (1 + u64::from(*a) % keys, 1 + u64::from(*b) % keys);
+                        if model.key_project(a).is_some() && model.key_project(a) == model.key_project(b) {
+                            model.link(a, b);
+                        }
+                    }
+                }
+                Op::Split(k) => {
+                    let keys = model.next_customer - 1;
+                    if keys > 0 {
+                        model.split(1 + u64::from(*k) % keys);
+                    }
+                }
             }
+            *shared.lock().expect("overlay") = model.overlay();
             check(&store, &model, step, op)?;
         }
         // Merges must keep partitions at or below the limit (a merge runs after each compaction).

@@ -369,6 +369,69 @@ pub fn expected_journeys(
     out
 }
 
+/// A placer and overlay that join keys by a rule: key → `rule(key)` (its customer).
+pub fn rule_placer(rule: fn(u64, u64) -> u64, arg: u64) -> Arc<omnitrail_store::Placer> {
+    Arc::new(move |_, keys| keys.iter().map(|k| CustomerId(rule(k.0, arg))).collect())
+}
+
+/// Checks that reading every partition under `rule` ([`Store::resolution`],
+/// `scan_resolved`) gives each customer every event of its keys, ordered by
+/// (time, key, seq), in the customer's partition.
+pub fn assert_resolved(
+    store: &Store,
+    project: ProjectId,
+    rule: fn(u64, u64) -> u64,
+    arg: u64,
+    context: &str,
+) {
+    let spec = ScanSpec::default();
+    let records = store.records(project).expect("records");
+    let overlay: HashMap<CustomerId, CustomerId> = records
+        .iter()
+        .map(|r| (r.customer, CustomerId(rule(r.customer.0, arg))))
+        .filter(|(k, c)| k != c)
+        .collect();
+    let mut merged: Vec<(CustomerId, i64, CustomerId, u64, &LogRecord)> = records
+        .iter()
+        .map(|r| {
+            let c = overlay.get(&r.customer).copied().unwrap_or(r.customer);
+            (c, r.event.timestamp.as_micros(), r.customer, r.seq, r)
+        })
+        .collect();
+    merged.sort_by_key(|&(c, ts, k, seq, _)| (c, ts, k, seq));
+    let merged: Vec<LogRecord> = merged
+        .into_iter()
+        .map(|(c, _, _, _, r)| LogRecord {
+            customer: c,
+            ..r.clone()
+        })
+        .collect();
+    let want = expected_journeys(&merged, &spec);
+    let resolution = store
+        .resolution(project, Arc::new(overlay))
+        .expect("resolution")
+        .expect("few keys moved");
+    let mut got = BTreeMap::new();
+    for p in 0..store.partitions() {
+        let j = store.scan_resolved(p, &spec, &resolution).expect("scan");
+        for (c, steps) in decode(&j, &spec) {
+            assert_eq!(
+                omnitrail_store::partition_of(project, c, store.partitions()),
+                p,
+                "{context}: customer {c} is in the wrong partition"
+            );
+            assert!(
+                got.insert(c, steps).is_none(),
+                "{context}: customer {c} twice"
+            );
+        }
+    }
+    assert!(
+        got == want,
+        "{context}: resolved journeys differ from the records"
+    );
+}
+
 /// Counts of each event id in `records`.
 pub fn id_counts(records: &[LogRecord]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
