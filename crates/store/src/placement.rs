@@ -207,19 +207,35 @@ impl Resolution {
         overlay: Arc<HashMap<CustomerId, CustomerId>>,
         limit: usize,
     ) -> Option<Resolution> {
+        use rayon::prelude::*;
         let canonical = |key: u64| overlay.get(&CustomerId(key)).map_or(key, |c| c.0);
-        let mut moved: HashMap<u64, u64> = HashMap::new();
-        let mut overlaid = 0usize;
-        for &(key, filed) in placement.moved() {
-            overlaid += usize::from(overlay.contains_key(&CustomerId(key)));
-            let now = canonical(key);
-            if now != filed {
-                moved.insert(key, now);
-                if moved.len() > limit {
-                    return None;
+        // Millions of placed keys on a large store: looked up on every core.
+        let (overlaid, changed) = placement
+            .moved()
+            .par_chunks(1 << 16)
+            .map(|chunk| {
+                let mut overlaid = 0usize;
+                let mut changed = Vec::new();
+                for &(key, filed) in chunk {
+                    overlaid += usize::from(overlay.contains_key(&CustomerId(key)));
+                    let now = canonical(key);
+                    if now != filed {
+                        changed.push((key, now));
+                    }
                 }
-            }
+                (overlaid, changed)
+            })
+            .reduce(
+                || (0, Vec::new()),
+                |(a, mut x), (b, y)| {
+                    x.extend(y);
+                    (a + b, x)
+                },
+            );
+        if changed.len() > limit {
+            return None;
         }
+        let mut moved: HashMap<u64, u64> = changed.into_iter().collect();
         // Keys the overlay merges that were placed under themselves.
         if overlaid < overlay.len() {
             for (&key, &now) in overlay.iter() {
