@@ -1526,14 +1526,23 @@ impl Store {
         spec: &ScanSpec,
         cached: bool,
     ) -> Result<Arc<Journeys>, StoreError> {
-        // A merge may delete a segment between reading the manifest and reading the file;
-        // the newer manifest then names its replacement, so read again.
+        self.retrying_swaps(|| self.load_journeys(project, partition, spec, cached))
+    }
+
+    /// `read`, again (up to 3 times) when it failed while the manifest was swapped: a merge
+    /// may delete a segment between reading the manifest and reading the file, and the
+    /// newer manifest then names its replacement.
+    fn retrying_swaps<T>(
+        &self,
+        mut read: impl FnMut() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut attempts = 0;
         loop {
             let version = self.manifest().version;
-            match self.load_journeys(project, partition, spec, cached) {
+            match read() {
+                Err(e @ StoreError::PlacementChanged) => return Err(e),
                 Err(e) if attempts < 3 && self.manifest().version != version => {
-                    tracing::debug!("scan raced a compaction, reading again: {e}");
+                    tracing::debug!("a read raced a compaction, reading again: {e}");
                     attempts += 1;
                 }
                 result => return result,
@@ -1598,18 +1607,7 @@ impl Store {
         spec: &ScanSpec,
         resolution: &Resolution,
     ) -> Result<Journeys, StoreError> {
-        let mut attempts = 0;
-        loop {
-            let version = self.manifest().version;
-            match self.load_resolved(partition, spec, resolution) {
-                Err(e @ StoreError::PlacementChanged) => return Err(e),
-                Err(e) if attempts < 3 && self.manifest().version != version => {
-                    tracing::debug!("scan raced a compaction, reading again: {e}");
-                    attempts += 1;
-                }
-                result => return result,
-            }
-        }
+        self.retrying_swaps(|| self.load_resolved(partition, spec, resolution))
     }
 
     fn load_resolved(
@@ -1660,9 +1658,10 @@ impl Store {
 
     /// The events of some write-time keys, without building whole partitions from the log
     /// tail: for reads of one customer while events stream in. Each key's segment rows
-    /// come from its partition's segment-only journeys, cached until the manifest changes
-    /// (compaction), and its durable log records are found through the tail's per-key
-    /// index. Properties are `properties`; traits are every trait the pieces' events carry.
+    /// are read from the pages of the customer it is filed under (its placement), found
+    /// through each segment's page index, and its durable log records through the tail's
+    /// per-key index. Properties are `properties`; traits are every trait the pieces'
+    /// events carry.
     ///
     /// Pieces are in key order, and a key's segment piece before its log piece: every
     /// segment row of a key was stored before its rows still in the log, so concatenating a
@@ -1674,19 +1673,7 @@ impl Store {
         keys: &[CustomerId],
         properties: &[String],
     ) -> Result<Vec<KeyPiece>, StoreError> {
-        // A merge may delete a segment between reading the manifest and reading the file;
-        // the newer manifest then names its replacement, so read again.
-        let mut attempts = 0;
-        loop {
-            let version = self.manifest().version;
-            match self.load_key_journeys(project, keys, properties) {
-                Err(e) if attempts < 3 && self.manifest().version != version => {
-                    tracing::debug!("key read raced a compaction, reading again: {e}");
-                    attempts += 1;
-                }
-                result => return result,
-            }
-        }
+        self.retrying_swaps(|| self.load_key_journeys(project, keys, properties))
     }
 
     fn load_key_journeys(

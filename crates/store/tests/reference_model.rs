@@ -20,7 +20,10 @@
 
 mod common;
 
-use common::{decode, expected_journeys, id, JourneyStep, NoSync, BASE_SECS};
+use common::{
+    decode, expected_journeys, expected_resolved, id, resolved_journeys, JourneyStep, NoSync,
+    BASE_SECS,
+};
 use omnitrail_model::{
     Channel, CustomerId, Event, Identifier, IdentifierKind, ProjectId, Timestamp, Value,
 };
@@ -357,25 +360,6 @@ fn key_journeys_of_partitions(
     out
 }
 
-/// The journeys of customers under `overlay`: each key's records under its customer,
-/// ordered by (time, key, seq).
-fn expected_resolved(
-    records: &[LogRecord],
-    overlay: &HashMap<CustomerId, CustomerId>,
-    spec: &ScanSpec,
-) -> BTreeMap<CustomerId, Vec<JourneyStep>> {
-    let mut merged: Vec<LogRecord> = records
-        .iter()
-        .map(|r| LogRecord {
-            customer: overlay.get(&r.customer).copied().unwrap_or(r.customer),
-            ..r.clone()
-        })
-        .collect();
-    let key_of: HashMap<u64, CustomerId> = records.iter().map(|r| (r.seq, r.customer)).collect();
-    merged.sort_by_key(|r| (r.customer, r.event.timestamp, key_of[&r.seq], r.seq));
-    expected_journeys(&merged, spec)
-}
-
 fn check(store: &Store, model: &Model, step: usize, op: &Op) -> Result<(), TestCaseError> {
     for project in PROJECTS {
         let want = model.records(project);
@@ -418,23 +402,7 @@ fn check(store: &Store, model: &Model, step: usize, op: &Op) -> Result<(), TestC
             .map(|((_, k), c)| (CustomerId(k), CustomerId(c)))
             .collect();
         let expected = expected_resolved(&want, &overlay, &spec);
-        let resolution = store
-            .resolution(project, Arc::new(overlay.clone()))
-            .expect("resolution")
-            .expect("few keys moved");
-        let mut resolved = BTreeMap::new();
-        for p in 0..store.partitions() {
-            let j = store.scan_resolved(p, &spec, &resolution).expect("scan");
-            for (c, steps) in decode(&j, &spec) {
-                prop_assert_eq!(
-                    omnitrail_store::partition_of(project, c, store.partitions()),
-                    p,
-                    "customer {} is in the wrong partition",
-                    c
-                );
-                prop_assert!(resolved.insert(c, steps).is_none(), "customer {} twice", c);
-            }
-        }
+        let resolved = resolved_journeys(store, project, &overlay, &spec);
         prop_assert_eq!(
             &resolved,
             &expected,

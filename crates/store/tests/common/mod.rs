@@ -391,6 +391,48 @@ pub fn assert_resolved(
         .map(|r| (r.customer, CustomerId(rule(r.customer.0, arg))))
         .filter(|(k, c)| k != c)
         .collect();
+    let want = expected_resolved(&records, &overlay, &spec);
+    let got = resolved_journeys(store, project, &overlay, &spec);
+    assert!(
+        got == want,
+        "{context}: resolved journeys differ from the records"
+    );
+}
+
+/// Every partition read under `overlay` ([`Store::resolution`], `scan_resolved`), checking
+/// that each customer is in its own partition, once.
+pub fn resolved_journeys(
+    store: &Store,
+    project: ProjectId,
+    overlay: &HashMap<CustomerId, CustomerId>,
+    spec: &ScanSpec,
+) -> BTreeMap<CustomerId, Vec<JourneyStep>> {
+    let resolution = store
+        .resolution(project, Arc::new(overlay.clone()))
+        .expect("resolution")
+        .expect("few keys moved");
+    let mut got = BTreeMap::new();
+    for p in 0..store.partitions() {
+        let j = store.scan_resolved(p, spec, &resolution).expect("scan");
+        for (c, steps) in decode(&j, spec) {
+            assert_eq!(
+                omnitrail_store::partition_of(project, c, store.partitions()),
+                p,
+                "customer {c} is in the wrong partition"
+            );
+            assert!(got.insert(c, steps).is_none(), "customer {c} twice");
+        }
+    }
+    got
+}
+
+/// The journeys of customers under `overlay`: each key's records under its customer,
+/// ordered by (time, key, seq).
+pub fn expected_resolved(
+    records: &[LogRecord],
+    overlay: &HashMap<CustomerId, CustomerId>,
+    spec: &ScanSpec,
+) -> BTreeMap<CustomerId, Vec<JourneyStep>> {
     let mut merged: Vec<(CustomerId, i64, CustomerId, u64, &LogRecord)> = records
         .iter()
         .map(|r| {
@@ -406,30 +448,7 @@ pub fn assert_resolved(
             ..r.clone()
         })
         .collect();
-    let want = expected_journeys(&merged, &spec);
-    let resolution = store
-        .resolution(project, Arc::new(overlay))
-        .expect("resolution")
-        .expect("few keys moved");
-    let mut got = BTreeMap::new();
-    for p in 0..store.partitions() {
-        let j = store.scan_resolved(p, &spec, &resolution).expect("scan");
-        for (c, steps) in decode(&j, &spec) {
-            assert_eq!(
-                omnitrail_store::partition_of(project, c, store.partitions()),
-                p,
-                "{context}: customer {c} is in the wrong partition"
-            );
-            assert!(
-                got.insert(c, steps).is_none(),
-                "{context}: customer {c} twice"
-            );
-        }
-    }
-    assert!(
-        got == want,
-        "{context}: resolved journeys differ from the records"
-    );
+    expected_journeys(&merged, spec)
 }
 
 /// Counts of each event id in `records`.
