@@ -564,7 +564,30 @@ impl App {
         if let Err(e) = self.identities.checkpoint(&self.store, true) {
             tracing::warn!("could not write the identity snapshot: {e}");
         }
+        self.re_place()?;
         Ok(report)
+    }
+
+    /// Files the rows of keys whose customer changed since they were placed (merges and
+    /// unmerges after their compaction) under their customer now, so that reads move
+    /// nothing: part of every explicit compaction.
+    fn re_place(&self) -> Result<(), AppError> {
+        let projects = self.store.meta().projects()?;
+        for (project, _) in projects {
+            let overlay = self.identities.overlay(&self.store, project)?;
+            let moved = match self.store.resolution(project, overlay.clone())? {
+                Some(resolution) => resolution.moved_keys(),
+                None => usize::MAX,
+            };
+            if moved > 0 {
+                let n = self.store.re_place(project, overlay)?;
+                tracing::info!(
+                    "filed {n} keys of project {} under their customer now",
+                    project.0
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Every partition's columnar journeys for a project, as analyses must see them: one

@@ -211,6 +211,25 @@ fn merges_apply_at_once_to_compacted_events_and_survive_reopen() {
             j.ts.windows(2).all(|w| w[0] <= w[1]),
             "one time-ordered journey"
         );
+        // Compaction files the merged keys' rows under the customer: nothing changes.
+        app.compact().expect("compact");
+        let replaced = app.journeys(P, &Default::default()).expect("journeys");
+        assert_eq!(
+            replaced
+                .iter()
+                .map(|j| j.customers.clone())
+                .collect::<Vec<_>>(),
+            after
+                .iter()
+                .map(|j| j.customers.clone())
+                .collect::<Vec<_>>(),
+            "the same customers after the keys are filed under theirs"
+        );
+        assert_eq!(
+            replaced.iter().map(|j| j.ts.clone()).collect::<Vec<_>>(),
+            after.iter().map(|j| j.ts.clone()).collect::<Vec<_>>(),
+            "the same events after the keys are filed under theirs"
+        );
     }
     let app = open(dir.path(), "2026-11-21T09:00:00Z");
     // Analyses first, before anything else reads the identity graph: its lazy load must

@@ -1301,6 +1301,162 @@ impl Store {
         Ok(Placed { placements, moved })
     }
 
+    /// Files the rows of every key whose customer changed since it was placed (under
+    /// `overlay`, as for [`Store::resolution`]) under its customer now: the segments holding
+    /// them are rewritten, rows that now belong to another partition go to new segments
+    /// there, and the project's placement is written whole. Afterwards reads move nothing
+    /// until the next merge or unmerge. Returns how many keys were re-placed.
+    pub fn re_place(
+        &self,
+        project: ProjectId,
+        overlay: Arc<HashMap<CustomerId, CustomerId>>,
+    ) -> Result<u64, StoreError> {
+        let commit = self.commit()?;
+        let _only_one = lock(&self.compaction);
+        commit.check_poisoned()?;
+        self.re_place_locked(project, overlay)
+            .inspect_err(|e| commit.poison(e))
+    }
+
+    fn re_place_locked(
+        &self,
+        project: ProjectId,
+        overlay: Arc<HashMap<CustomerId, CustomerId>>,
+    ) -> Result<u64, StoreError> {
+        let d = self.opts.durability.clone();
+        let manifest = self.manifest();
+        let placement = self.placement(&manifest, project)?;
+        let resolution = Resolution::new(
+            project,
+            manifest.partitions,
+            &placement,
+            overlay,
+            usize::MAX,
+        )
+        .expect("no limit");
+        if resolution.moved.is_empty() {
+            return Ok(0);
+        }
+        let mut affected: Vec<u64> = resolution.affected.iter().copied().collect();
+        affected.sort_unstable();
+        let filed = |key: u64| {
+            resolution
+                .moved
+                .get(&key)
+                .copied()
+                .unwrap_or_else(|| placement.filed(key))
+        };
+        let mut next = (*manifest).clone();
+        let mut old_files = Vec::new();
+        let mut leaving: BTreeMap<u32, Vec<(u64, LogRecord)>> = BTreeMap::new();
+        // Segment by segment, so memory follows one segment, not the store.
+        let candidates: Vec<SegmentMeta> = manifest
+            .segments
+            .iter()
+            .filter(|s| s.project == project)
+            .cloned()
+            .collect();
+        for s in candidates {
+            if !self.segment_index(&s.file)?.admits(&affected) {
+                continue;
+            }
+            let records = segment::read_records_of(&self.segment_file(&s.file)?, project)?;
+            if !records
+                .iter()
+                .any(|r| resolution.moved.contains_key(&r.customer.0))
+            {
+                continue;
+            }
+            let mut staying: Vec<(u64, &LogRecord)> = Vec::new();
+            for r in &records {
+                let to = filed(r.customer.0);
+                if partition_of(project, CustomerId(to), manifest.partitions) == s.partition {
+                    staying.push((to, r));
+                } else {
+                    leaving
+                        .entry(partition_of(project, CustomerId(to), manifest.partitions))
+                        .or_default()
+                        .push((to, r.clone()));
+                }
+            }
+            if !staying.is_empty() {
+                staying.sort_by_key(|&(c, r)| (c, r.event.timestamp, r.customer, r.seq));
+                let file_id = next.next_file_id;
+                next.next_file_id += 1;
+                let meta =
+                    self.write_new_segment(project, s.partition, file_id, &staying, d.as_ref())?;
+                next.segments.push(meta);
+            }
+            next.segments.retain(|m| m.file != s.file);
+            old_files.push(self.dir.join(&s.file));
+        }
+        for (partition, mut rows) in leaving {
+            rows.sort_by_key(|(c, r)| (*c, r.event.timestamp, r.customer, r.seq));
+            let refs: Vec<(u64, &LogRecord)> = rows.iter().map(|(c, r)| (*c, r)).collect();
+            let file_id = next.next_file_id;
+            next.next_file_id += 1;
+            let meta = self.write_new_segment(project, partition, file_id, &refs, d.as_ref())?;
+            next.segments.push(meta);
+        }
+        // The project's placement whole: moved keys under their customers now.
+        let mut pairs: Vec<(u64, u64)> = placement
+            .moved()
+            .iter()
+            .filter(|(k, _)| !resolution.moved.contains_key(k))
+            .copied()
+            .chain(
+                resolution
+                    .moved
+                    .iter()
+                    .filter(|(k, c)| k != c)
+                    .map(|(&k, &c)| (k, c)),
+            )
+            .collect();
+        pairs.sort_unstable();
+        let run = format!("{INDEX_DIR}/{:012}.place", next.next_file_id);
+        next.next_file_id += 1;
+        placement::write_run(
+            &self.dir.join(&run),
+            0,
+            manifest.placed_end(),
+            &pairs,
+            d.as_ref(),
+        )?;
+        let replaced: Vec<PathBuf> = next
+            .placement_runs
+            .iter()
+            .filter(|r| r.project == project)
+            .map(|r| self.dir.join(&r.file))
+            .collect();
+        next.placement_runs.retain(|r| r.project != project);
+        next.placement_runs
+            .push(PlacementRun { project, file: run });
+        sync_dir(d.as_ref(), &self.dir.join(SEGMENT_DIR))?;
+        sync_dir(d.as_ref(), &self.dir.join(INDEX_DIR))?;
+        next.version += 1;
+        next.save(&self.dir, d.as_ref())?;
+        let mut placements: HashMap<ProjectId, Arc<Placement>> =
+            (*self.placements(&manifest)?).clone();
+        placements.insert(
+            project,
+            Arc::new(Placement::unmoved(0).extended(manifest.placed_end(), &pairs)),
+        );
+        {
+            let _tail = self.tail.write().unwrap_or_else(|p| p.into_inner());
+            *self.manifest.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+            *lock(&self.placements) =
+                Some((placement_stamp(&self.manifest()), Arc::new(placements)));
+        }
+        lock(&self.cache).clear();
+        self.forget_dropped_segments();
+        for p in old_files.iter().chain(&replaced) {
+            std::fs::remove_file(p).map_err(|e| StoreError::io(p, e))?;
+        }
+        sync_dir(d.as_ref(), &self.dir.join(INDEX_DIR))?;
+        self.merge_crowded_partitions()?;
+        Ok(resolution.moved.len() as u64)
+    }
+
     /// The manifest's placement runs after a compaction: a run of each project's newly
     /// moved keys, and a project with too many runs gets them merged into one. Returns the
     /// runs and the files they replace (deleted once the manifest names the new ones).

@@ -4,9 +4,10 @@
 //! customers; only keys whose customer changed since they were placed (a later merge or
 //! unmerge) need moving when journeys are read (`Store::resolution`).
 //!
-//! A key keeps one placement for good: rows compacted later are filed under it too, so
-//! every segment row of a key is under the same customer and a key's rows are found
-//! through that customer's pages alone.
+//! A key keeps its placement until it is re-placed (`Store::re_place`, which moves all of
+//! its rows at once): rows compacted later are filed under it too, so every segment row of
+//! a key is under the same customer and a key's rows are found through that customer's
+//! pages alone.
 //!
 //! Runs (`index/<file-id>.place`): magic `OTPLC\0\0\x01`, `from u64`, `to u64`,
 //! `count u64`, then `count` pairs (key u64, placement u64) ascending by key, each key in

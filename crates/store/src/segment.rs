@@ -370,6 +370,11 @@ impl SegmentIndex {
         &self.file
     }
 
+    /// Whether any row may be filed under one of `customers` (sorted), by the statistics.
+    pub fn admits(&self, customers: &[u64]) -> bool {
+        self.select(customers).is_some()
+    }
+
     /// The row groups, and the rows within them, whose customer statistics admit one of
     /// `keys` (sorted): row-group statistics first, then the page index where the file has
     /// one. `None` when no row can hold one of them.

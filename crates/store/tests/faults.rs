@@ -774,3 +774,84 @@ fn damaged_placement_run_is_rebuilt_from_the_segments() {
         drop(store);
     }
 }
+
+/// Joins keys three by three: the customer is the first of each run of three.
+fn triples(key: u64, _: u64) -> u64 {
+    (key - key % 3).max(1)
+}
+
+#[test]
+fn failed_fsync_during_re_placement_loses_and_misfiles_nothing() {
+    let overlay = |store: &Store| {
+        let records = store.records(P).expect("records");
+        let o: std::collections::HashMap<_, _> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.customer,
+                    omnitrail_model::CustomerId(triples(r.customer.0, 0)),
+                )
+            })
+            .filter(|(k, c)| k != c)
+            .collect();
+        Arc::new(o)
+    };
+    let mut want = batch_ids("a-", 20);
+    want.extend(batch_ids("b-", 20));
+    want.extend((0..6).map(|i| format!("w-{i}")));
+    for kind in [SyncKind::Dir, SyncKind::File] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let disk = FlakyDisk::healthy();
+        let store = store_before_second_compaction(dir.path(), disk.clone());
+        store.compact().expect("compact");
+        let before = syncs(&disk, kind);
+        let moved = store
+            .re_place(P, overlay(&store))
+            .expect("healthy re-placement");
+        assert!(
+            moved > 0,
+            "keys placed two by two move when joined three by three"
+        );
+        common::assert_resolved(&store, P, triples, 0, &format!("{kind:?}: re-placed"));
+        let total = syncs(&disk, kind) - before;
+        assert!(total >= 2, "{kind:?}: a re-placement fsyncs, saw {total}");
+        for k in 0..total {
+            let case = format!(
+                "{kind:?} fsync #{} of {total} of a re-placement fails",
+                k + 1
+            );
+            let dir = tempfile::tempdir().expect("temp dir");
+            let disk = FlakyDisk::healthy();
+            let store = store_before_second_compaction(dir.path(), disk.clone());
+            store.compact().expect("compact");
+            match kind {
+                SyncKind::File => disk.fail_file_syncs_after(k),
+                SyncKind::Dir => disk.fail_dir_syncs_after(k),
+            }
+            let err = store.re_place(P, overlay(&store)).expect_err(&case);
+            assert!(matches!(err, StoreError::Fsync { .. }), "{case}: {err}");
+            disk.heal();
+            drop(store);
+            let store = reopen(dir.path());
+            assert_ids_exactly_once(&store, &want, &format!("{case}: after reopen"));
+            common::assert_resolved(&store, P, triples, 0, &format!("{case}: after reopen"));
+            store
+                .re_place(P, overlay(&store))
+                .unwrap_or_else(|e| panic!("{case}: re-placement after reopen: {e}"));
+            drop(store);
+            let store = reopen(dir.path());
+            assert_ids_exactly_once(&store, &want, &format!("{case}: re-placed and reopened"));
+            common::assert_resolved(
+                &store,
+                P,
+                triples,
+                0,
+                &format!("{case}: re-placed and reopened"),
+            );
+            assert!(
+                store.open_report().removed_orphans.is_empty(),
+                "{case}: a clean re-placement leaves no orphans"
+            );
+        }
+    }
+}

@@ -270,6 +270,8 @@ enum Op {
     Link(u8, u8),
     /// Takes the key at this position out of its customer.
     Split(u8),
+    /// Files the rows of keys whose customer changed under their customer now.
+    RePlace,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -291,6 +293,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Scan),
         3 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::Link(a, b)),
         1 => any::<u8>().prop_map(Op::Split),
+        1 => Just(Op::RePlace),
     ]
 }
 
@@ -360,6 +363,15 @@ fn key_journeys_of_partitions(
     out
 }
 
+fn project_overlay(model: &Model, project: ProjectId) -> HashMap<CustomerId, CustomerId> {
+    model
+        .overlay()
+        .into_iter()
+        .filter(|((p, _), _)| *p == project)
+        .map(|((_, k), c)| (CustomerId(k), CustomerId(c)))
+        .collect()
+}
+
 fn check(store: &Store, model: &Model, step: usize, op: &Op) -> Result<(), TestCaseError> {
     for project in PROJECTS {
         let want = model.records(project);
@@ -395,12 +407,7 @@ fn check(store: &Store, model: &Model, step: usize, op: &Op) -> Result<(), TestC
             op,
             project
         );
-        let overlay: HashMap<CustomerId, CustomerId> = model
-            .overlay()
-            .into_iter()
-            .filter(|((p, _), _)| *p == project)
-            .map(|((_, k), c)| (CustomerId(k), CustomerId(c)))
-            .collect();
+        let overlay = project_overlay(model, project);
         let expected = expected_resolved(&want, &overlay, &spec);
         let resolved = resolved_journeys(store, project, &overlay, &spec);
         prop_assert_eq!(
@@ -486,6 +493,17 @@ proptest! {
                         if model.key_project(a).is_some() && model.key_project(a) == model.key_project(b) {
                             model.link(a, b);
                         }
+                    }
+                }
+                Op::RePlace => {
+                    for project in PROJECTS {
+                        let overlay = project_overlay(&model, project);
+                        store.re_place(project, Arc::new(overlay.clone())).expect("re-place");
+                        let resolution = store
+                            .resolution(project, Arc::new(overlay))
+                            .expect("resolution")
+                            .expect("few keys moved");
+                        prop_assert_eq!(resolution.moved_keys(), 0, "step {}: nothing left to move", step);
                     }
                 }
                 Op::Split(k) => {
