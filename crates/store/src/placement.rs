@@ -237,8 +237,13 @@ impl Resolution {
             return None;
         }
         let mut moved: HashMap<u64, u64> = changed.into_iter().collect();
-        // Keys the overlay merges that were placed under themselves.
-        if overlaid < overlay.len() {
+        // Keys the overlay merges that were placed under themselves (log-tail keys, not
+        // placed yet, are resolved as they are read).
+        let placed_in_overlay = overlay
+            .keys()
+            .filter(|k| k.0 < placement.placed_end())
+            .count();
+        if overlaid < placed_in_overlay {
             for (&key, &now) in overlay.iter() {
                 if placement.of(key.0) == Some(key.0) {
                     moved.insert(key.0, now.0);
