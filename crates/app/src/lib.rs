@@ -575,12 +575,8 @@ impl App {
         let projects = self.store.meta().projects()?;
         for (project, _) in projects {
             let overlay = self.identities.overlay(&self.store, project)?;
-            let moved = match self.store.resolution(project, overlay.clone())? {
-                Some(resolution) => resolution.moved_keys(),
-                None => usize::MAX,
-            };
-            if moved > 0 {
-                let n = self.store.re_place(project, overlay)?;
+            let n = self.store.re_place(project, overlay)?;
+            if n > 0 {
                 tracing::info!(
                     "filed {n} keys of project {} under their customer now",
                     project.0

@@ -13,9 +13,9 @@
 mod common;
 
 use common::{ev, id_counts, EventExt, P};
-use omnitrail_model::{Event, IdentifierKind};
+use omnitrail_model::{CustomerId, Event, IdentifierKind};
 use omnitrail_store::{OsDurability, Store, StoreOptions};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -143,6 +143,20 @@ fn crash_child() {
                 .and_then(|()| out.flush())
                 .expect("stdout");
             store.compact().expect("child: compact");
+            // Now and then the keys placed by earlier cycles' rules are re-filed under
+            // this cycle's: a kill may land while segments are rewritten for it.
+            if rng.range(0, 2) == 0 {
+                let overlay: HashMap<CustomerId, CustomerId> = (1..=store.allocated_keys())
+                    .map(|k| (CustomerId(k), CustomerId(joined(k, cycle))))
+                    .filter(|(k, c)| k != c)
+                    .collect();
+                writeln!(out, "RE-PLACING")
+                    .and_then(|()| out.flush())
+                    .expect("stdout");
+                store
+                    .re_place(P, Arc::new(overlay))
+                    .expect("child: re-place");
+            }
         }
     }
 }
@@ -171,6 +185,7 @@ struct Stats {
     acked: usize,
     killed_while_opening: usize,
     compactions_started: usize,
+    re_placements_started: usize,
     torn_tails_cut: usize,
     orphan_cleanups: usize,
 }
@@ -262,6 +277,8 @@ fn crash_cycles_keep_every_acknowledged_event() {
                 stats.acked += 1;
             } else if line == "COMPACTING" {
                 stats.compactions_started += 1;
+            } else if line == "RE-PLACING" {
+                stats.re_placements_started += 1;
             }
         }
 

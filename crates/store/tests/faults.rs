@@ -219,6 +219,36 @@ fn syncs(disk: &FlakyDisk, kind: SyncKind) -> u64 {
     }
 }
 
+/// After a failed write and a reopen (`store`): every acknowledged event is there once and
+/// journeys read right under `rule`; `redo` then succeeds, and after another reopen the same
+/// holds with no orphans left.
+fn recovers(
+    dir: &Path,
+    store: Store,
+    want: &[String],
+    rule: fn(u64, u64) -> u64,
+    case: &str,
+    redo: impl Fn(&Store) -> Result<(), StoreError>,
+) {
+    assert_ids_exactly_once(&store, want, &format!("{case}: after reopen"));
+    common::assert_resolved(&store, P, rule, 0, &format!("{case}: after reopen"));
+    redo(&store).unwrap_or_else(|e| panic!("{case}: done again after reopen: {e}"));
+    drop(store);
+    let store = reopen(dir);
+    assert_ids_exactly_once(&store, want, &format!("{case}: done again and reopened"));
+    common::assert_resolved(
+        &store,
+        P,
+        rule,
+        0,
+        &format!("{case}: done again and reopened"),
+    );
+    assert!(
+        store.open_report().removed_orphans.is_empty(),
+        "{case}: a clean write leaves no orphans"
+    );
+}
+
 #[test]
 fn failed_fsync_during_compaction_loses_and_duplicates_nothing() {
     let mut runs = 0;
@@ -273,25 +303,9 @@ fn failed_fsync_during_compaction_loses_and_duplicates_nothing() {
                         ),
                     },
                 };
-                assert_ids_exactly_once(&store, &want, &format!("{case}: after reopen"));
-                common::assert_resolved(&store, P, pairs, 0, &format!("{case}: after reopen"));
-                store
-                    .compact()
-                    .unwrap_or_else(|e| panic!("{case}: compaction after reopen: {e}"));
-                drop(store);
-                let store = reopen(dir.path());
-                assert_ids_exactly_once(&store, &want, &format!("{case}: compacted and reopened"));
-                common::assert_resolved(
-                    &store,
-                    P,
-                    pairs,
-                    0,
-                    &format!("{case}: compacted and reopened"),
-                );
-                assert!(
-                    store.open_report().removed_orphans.is_empty(),
-                    "{case}: a clean compaction leaves no orphans"
-                );
+                recovers(dir.path(), store, &want, pairs, &case, |s| {
+                    s.compact().map(drop)
+                });
             }
         }
     }
@@ -833,25 +847,9 @@ fn failed_fsync_during_re_placement_loses_and_misfiles_nothing() {
             disk.heal();
             drop(store);
             let store = reopen(dir.path());
-            assert_ids_exactly_once(&store, &want, &format!("{case}: after reopen"));
-            common::assert_resolved(&store, P, triples, 0, &format!("{case}: after reopen"));
-            store
-                .re_place(P, overlay(&store))
-                .unwrap_or_else(|e| panic!("{case}: re-placement after reopen: {e}"));
-            drop(store);
-            let store = reopen(dir.path());
-            assert_ids_exactly_once(&store, &want, &format!("{case}: re-placed and reopened"));
-            common::assert_resolved(
-                &store,
-                P,
-                triples,
-                0,
-                &format!("{case}: re-placed and reopened"),
-            );
-            assert!(
-                store.open_report().removed_orphans.is_empty(),
-                "{case}: a clean re-placement leaves no orphans"
-            );
+            recovers(dir.path(), store, &want, triples, &case, |s| {
+                s.re_place(P, overlay(s)).map(drop)
+            });
         }
     }
 }
